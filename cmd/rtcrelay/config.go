@@ -1,0 +1,271 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the whole server configuration. It is loaded once, in one pipeline: defaults → config file → environment
+// (RTCRELAY_<NAME>) → command-line flags, then validated; it is never changed afterwards.
+type Config struct {
+	ListenHost string
+	WSPort     int
+	WSSPort    int
+	HTTPPort   int
+	HTTPSPort  int
+	TLSCert    string
+	TLSKey     string
+
+	MediaPort    int
+	MediaBind    string
+	IPs          []netip.Addr
+	AcceptRemote []netip.Prefix
+	DTLSCert     string
+	DTLSKey      string
+	ICETimeout   time.Duration
+	DTLSTimeout  time.Duration
+
+	PingInterval time.Duration
+	PingProbes   int
+
+	ServerID       string
+	AgentSSL       bool
+	AgentCA        string
+	AgentInsecure  bool
+	RelayAllow     []string
+	RelayFailedTTL time.Duration
+	RelayNoMedia   time.Duration
+	RESTToken      string
+
+	LogLevel  string
+	LogFormat string
+}
+
+// flagSet declares every setting as a flag bound to c; the flag name is also the config-file key and, upper-cased
+// with '-' → '_', the RTCRELAY_ environment variable.
+func (c *Config) flagSet() *flag.FlagSet {
+	fs := flag.NewFlagSet("rtcrelay", flag.ContinueOnError)
+	fs.String("config", "", "configuration file (key=value lines or a JSON object; keys are flag names)")
+	fs.StringVar(&c.ListenHost, "listen-host", "127.0.0.1", "address the WebSocket and HTTP listeners bind (0.0.0.0 for all)")
+	fs.IntVar(&c.WSPort, "ws-port", 8080, "WebSocket signaling port, ws:// (0 disables)")
+	fs.IntVar(&c.WSSPort, "wss-port", 8443, "WebSocket signaling port, wss:// (needs --tls-cert; 0 disables)")
+	fs.IntVar(&c.HTTPPort, "http-port", 8081, "HTTP port: REST API and web pages (0 disables)")
+	fs.IntVar(&c.HTTPSPort, "https-port", 8444, "HTTPS port: REST API and web pages (needs --tls-cert; 0 disables)")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for wss:// and https://")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key for wss:// and https://")
+	fs.IntVar(&c.MediaPort, "media-port", 31001, "the one UDP port all media sessions share")
+	fs.StringVar(&c.MediaBind, "media-bind", "", "address the media UDP socket binds (default: --listen-host)")
+	fs.Func("ip", "addresses advertised as ICE candidates, comma-separated (public IP / 1:1 NAT; default: the bound address, or 127.0.0.1)", func(s string) error {
+		ips, err := parseList(s, netip.ParseAddr)
+		c.IPs = ips
+		return err
+	})
+	fs.Func("accept-remote", "accept media only from these prefixes, comma-separated CIDRs (default: any)", func(s string) error {
+		ps, err := parseList(s, netip.ParsePrefix)
+		c.AcceptRemote = ps
+		return err
+	})
+	fs.StringVar(&c.DTLSCert, "dtls-cert", "", "PEM certificate for DTLS (default: a fresh ECDSA P-256 one per start)")
+	fs.StringVar(&c.DTLSKey, "dtls-key", "", "PEM private key for DTLS")
+	fs.DurationVar(&c.ICETimeout, "ice-timeout", 10*time.Second, "deadline for ICE to connect")
+	fs.DurationVar(&c.DTLSTimeout, "dtls-timeout", 10*time.Second, "deadline for the DTLS handshake")
+	fs.DurationVar(&c.PingInterval, "ping-interval", 5*time.Second, "server ping interval on WebSocket sessions")
+	fs.IntVar(&c.PingProbes, "ping-probes", 10, "missed pongs before a WebSocket session is closed")
+	fs.StringVar(&c.ServerID, "server-id", "", "this server's id in relay paths, for loop detection (default: random)")
+	fs.BoolVar(&c.AgentSSL, "wcs-agent-ssl", false, "allow relay agents to use wss:// URIs (WCS's wcs_agent_ssl)")
+	fs.StringVar(&c.AgentCA, "agent-ca", "", "PEM file of root certificates relay agents trust for wss:// (default: system roots)")
+	fs.BoolVar(&c.AgentInsecure, "agent-insecure", false, "relay agents skip TLS certificate verification (testing only)")
+	fs.Func("relay-allow", "hosts relay agents may connect to, comma-separated (default: any)", func(s string) error {
+		c.RelayAllow, _ = parseList(s, func(s string) (string, error) { return s, nil })
+		return nil
+	})
+	fs.DurationVar(&c.RelayFailedTTL, "relay-failed-ttl", 60*time.Second, "how long failed relay agents stay listed")
+	fs.DurationVar(&c.RelayNoMedia, "relay-no-media-timeout", 5*time.Second, "an established relay without RTP for this long reconnects")
+	fs.StringVar(&c.RESTToken, "rest-token", "", "bearer token required by the REST API (default: none)")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	return fs
+}
+
+func parseList[T any](s string, parse func(string) (T, error)) ([]T, error) {
+	var out []T
+	var errs []error
+	for f := range strings.SplitSeq(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		v, err := parse(f)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, v)
+	}
+	return out, errors.Join(errs...)
+}
+
+// LoadConfig runs the pipeline for args (without the program name) and env (os.Environ form).
+func LoadConfig(args, env []string, stderr io.Writer) (*Config, error) {
+	c := &Config{}
+	fs := c.flagSet()
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	explicit := map[string]string{}
+	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = f.Value.String() })
+	// Func flags do not report their value through String: keep the raw command-line values instead.
+	for i := 0; i < len(args); i++ {
+		name, val, ok := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
+		if _, set := explicit[name]; !set || !strings.HasPrefix(args[i], "-") {
+			continue
+		}
+		if !ok {
+			if fl := fs.Lookup(name); fl != nil && isBool(fl) {
+				val = "true"
+			} else if i+1 < len(args) {
+				i++
+				val = args[i]
+			}
+		}
+		explicit[name] = val
+	}
+	if file := explicit["config"]; file != "" {
+		kv, err := readConfigFile(file)
+		if err != nil {
+			return nil, err
+		}
+		if err := apply(fs, kv, "config file "+file); err != nil {
+			return nil, err
+		}
+	}
+	envKV := map[string]string{}
+	for _, e := range env {
+		k, v, _ := strings.Cut(e, "=")
+		if name, ok := strings.CutPrefix(k, "RTCRELAY_"); ok {
+			envKV[strings.ToLower(strings.ReplaceAll(name, "_", "-"))] = v
+		}
+	}
+	if err := apply(fs, envKV, "environment"); err != nil {
+		return nil, err
+	}
+	if err := apply(fs, explicit, "command line"); err != nil {
+		return nil, err
+	}
+	return c, c.Validate()
+}
+
+func isBool(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+func apply(fs *flag.FlagSet, kv map[string]string, where string) error {
+	var errs []error
+	for k, v := range kv {
+		name := strings.ReplaceAll(strings.ToLower(k), "_", "-")
+		if name == "config" {
+			continue
+		}
+		if fs.Lookup(name) == nil {
+			errs = append(errs, fmt.Errorf("%s: unknown setting %q", where, k))
+			continue
+		}
+		if err := fs.Set(name, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %s: %w", where, k, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// readConfigFile reads a JSON object or key=value lines ('#' comments). Keys are flag names; '_' may stand for '-'.
+func readConfigFile(name string) (map[string]string, error) {
+	raw, err := os.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	kv := map[string]string{}
+	if t := strings.TrimSpace(string(raw)); strings.HasPrefix(t, "{") {
+		var m map[string]any
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return nil, fmt.Errorf("config %s: %w", name, err)
+		}
+		for k, v := range m {
+			switch v := v.(type) {
+			case string:
+				kv[k] = v
+			case []any:
+				parts := make([]string, len(v))
+				for i, p := range v {
+					parts[i] = fmt.Sprint(p)
+				}
+				kv[k] = strings.Join(parts, ",")
+			case float64:
+				kv[k] = strconv.FormatFloat(v, 'f', -1, 64)
+			default:
+				kv[k] = fmt.Sprint(v)
+			}
+		}
+		return kv, nil
+	}
+	sc := bufio.NewScanner(strings.NewReader(string(raw)))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			return nil, fmt.Errorf("config %s:%d: want key=value", name, n)
+		}
+		kv[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	return kv, nil
+}
+
+// Validate reports every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	for _, p := range []struct {
+		name string
+		v    int
+	}{{"ws-port", c.WSPort}, {"wss-port", c.WSSPort}, {"http-port", c.HTTPPort}, {"https-port", c.HTTPSPort}, {"media-port", c.MediaPort}} {
+		if p.v < 0 || p.v > 65535 {
+			errs = append(errs, fmt.Errorf("%s %d out of range", p.name, p.v))
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("tls-cert and tls-key go together"))
+	}
+	if (c.DTLSCert == "") != (c.DTLSKey == "") {
+		errs = append(errs, errors.New("dtls-cert and dtls-key go together"))
+	}
+	if c.ICETimeout <= 0 || c.DTLSTimeout <= 0 {
+		errs = append(errs, errors.New("ice-timeout and dtls-timeout must be positive"))
+	}
+	if c.PingInterval <= 0 || c.PingProbes <= 0 {
+		errs = append(errs, errors.New("ping-interval and ping-probes must be positive"))
+	}
+	if c.MediaBind == "" {
+		c.MediaBind = c.ListenHost
+	}
+	if _, err := netip.ParseAddr(c.MediaBind); err != nil {
+		errs = append(errs, fmt.Errorf("media-bind: %w", err))
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("log-format %q: want text or json", c.LogFormat))
+	}
+	return errors.Join(errs...)
+}

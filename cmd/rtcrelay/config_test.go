@@ -1,0 +1,67 @@
+package main
+
+import (
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestLoadConfigPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "rtcrelay.conf")
+	if err := os.WriteFile(file, []byte("# comment\nws_port=9000\nhttp-port = 9001\nip=192.0.2.7\nwcs_agent_ssl=true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadConfig([]string{"--config", file, "--http-port", "9101", "--accept-remote=127.0.0.0/8,::1/128"},
+		[]string{"RTCRELAY_WS_PORT=9100", "RTCRELAY_HTTP_PORT=9200", "RTCRELAY_ICE_TIMEOUT=3s", "OTHER=1"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.WSPort != 9100 { // env beats file
+		t.Errorf("ws-port = %d, want 9100", c.WSPort)
+	}
+	if c.HTTPPort != 9101 { // flag beats env
+		t.Errorf("http-port = %d, want 9101", c.HTTPPort)
+	}
+	if len(c.IPs) != 1 || c.IPs[0] != netip.MustParseAddr("192.0.2.7") {
+		t.Errorf("ip = %v", c.IPs)
+	}
+	if !c.AgentSSL || c.ICETimeout != 3*time.Second || len(c.AcceptRemote) != 2 {
+		t.Errorf("config = %+v", c)
+	}
+}
+
+func TestLoadConfigJSONAndErrors(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "c.json")
+	if err := os.WriteFile(file, []byte(`{"media-port": 40000, "ip": ["127.0.0.1", "::1"]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadConfig([]string{"--config=" + file}, nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MediaPort != 40000 || len(c.IPs) != 2 {
+		t.Errorf("config = %+v", c)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  []string
+	}{
+		{"bad port", []string{"--ws-port", "70000"}, nil},
+		{"bad ip", []string{"--ip", "nope"}, nil},
+		{"half tls", []string{"--tls-cert", "x"}, nil},
+		{"unknown env", nil, []string{"RTCRELAY_NO_SUCH=1"}},
+		{"stray arg", []string{"extra"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := LoadConfig(tc.args, tc.env, io.Discard); err == nil {
+				t.Fatal("no error")
+			}
+		})
+	}
+}
