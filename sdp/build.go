@@ -1,0 +1,346 @@
+package sdp
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	pionsdp "github.com/pion/sdp/v3"
+)
+
+const rtpProto = "UDP/TLS/RTP/SAVPF"
+
+// Default payload types BuildOffer uses for tracks without a codec (a
+// recvonly "play" offer to a remote server): Chrome's own numbers.
+const (
+	DefaultOpusPT = 111
+	DefaultVP8PT  = 96
+	DefaultH264PT = 102
+)
+
+// Default header extension IDs BuildOffer uses for tracks without Extensions.
+const (
+	defaultAudioLevelID  = 1
+	defaultAbsSendTimeID = 2
+	defaultMidID         = 4
+)
+
+// BuildAnswer answers offer with the negotiated tracks (from NegotiatePublish
+// or NegotiatePlay, matched to m-sections by Mid). Every offered m-section is
+// answered in order with its mid; sections that are rejected in the offer,
+// not audio/video, or have no track get port 0. The answer is BUNDLEd (when
+// the offer is), carries explicit a=setup (t.Setup, default passive), our
+// ICE credentials, fingerprint and candidates (in every accepted m-section,
+// followed by a=end-of-candidates), and for sending tracks a=msid with the one
+// shared streamID plus a=ssrc cname/msid lines.
+func BuildAnswer(offer *Description, t Transport, tracks []Track, streamID, cname string) (string, error) {
+	if offer == nil || len(offer.Media) == 0 {
+		return "", fmt.Errorf("%w: empty offer", ErrInvalid)
+	}
+	setup := t.Setup
+	if setup == "" {
+		setup = "passive"
+	}
+	if setup != "active" && setup != "passive" {
+		return "", fmt.Errorf("%w: answer setup must be active or passive, not %q", ErrInvalid, setup)
+	}
+	if offer.Setup == setup {
+		return "", fmt.Errorf("%w: offer and answer both setup:%s", ErrInvalid, setup)
+	}
+	fp, err := checkTransport(t)
+	if err != nil {
+		return "", err
+	}
+	byMid := make(map[string]*Track, len(tracks))
+	for i := range tracks {
+		byMid[tracks[i].Mid] = &tracks[i]
+	}
+
+	sd := newSession(t.Lite)
+	var bundle []string
+	for i := range offer.Media {
+		om := &offer.Media[i]
+		tr := byMid[om.Mid]
+		if !usable(om) || tr == nil || (tr.Codec.Name == "" && len(om.Formats) == 0) {
+			sd.MediaDescriptions = append(sd.MediaDescriptions, rejectedMedia(om))
+			continue
+		}
+		if len(offer.Bundle) == 0 || slices.Contains(offer.Bundle, om.Mid) {
+			bundle = append(bundle, om.Mid)
+		}
+		codecs := []Codec{tr.Codec}
+		if tr.Codec.Name == "" {
+			// No common codec: inactive, echoing the offer's first format.
+			codecs = []Codec{firstFormat(om)}
+		}
+		md := transportMedia(om.Kind, om.Mid, codecs, t, fp, setup)
+		addRTPAttributes(md, direction(tr), om.RTCPRsize, codecs, tr.Extensions)
+		if tr.Direction == DirSendOnly || tr.Direction == DirSendRecv {
+			addSource(md, tr, streamID, cname)
+		}
+		addCandidates(md, t.Candidates)
+		sd.MediaDescriptions = append(sd.MediaDescriptions, md)
+	}
+	if len(bundle) > 0 && len(offer.Bundle) > 0 {
+		sd.Attributes = append([]pionsdp.Attribute{pionsdp.NewAttribute("group", "BUNDLE "+strings.Join(bundle, " "))}, sd.Attributes...)
+	}
+	sd.Attributes = append(sd.Attributes, msidSemantic(streamID))
+	return marshal(sd)
+}
+
+// BuildOffer makes an offer for an outbound relay session: a=setup:actpass
+// (or t.Setup), BUNDLE of all m-sections, rtcp-mux, one m-section per track
+// (mid = Track.Mid or its index). A track's direction is Track.Direction, or
+// sendonly when it has an SSRC and recvonly otherwise. A track with a Codec
+// offers exactly that codec; a track without one offers, for audio, Opus
+// (PT 111) and, for video, VP8 (PT 96) then H264 packetization-mode=1
+// profile-level-id=42e01f (PT 102), each with nack, nack pli and ccm fir.
+// Tracks without Extensions offer audio-level (1, audio only), abs-send-time
+// (2) and sdes:mid (4). ice-lite is written only when t.Lite.
+func BuildOffer(t Transport, tracks []Track, streamID, cname string) (string, error) {
+	if len(tracks) == 0 {
+		return "", fmt.Errorf("%w: no tracks to offer", ErrInvalid)
+	}
+	setup := t.Setup
+	if setup == "" {
+		setup = "actpass"
+	}
+	fp, err := checkTransport(t)
+	if err != nil {
+		return "", err
+	}
+	sd := newSession(t.Lite)
+	mids := make([]string, 0, len(tracks))
+	seen := map[string]bool{}
+	for i := range tracks {
+		tr := tracks[i]
+		if tr.Kind != KindAudio && tr.Kind != KindVideo {
+			return "", fmt.Errorf("%w: track %d: kind %q", ErrInvalid, i, tr.Kind)
+		}
+		if tr.Mid == "" {
+			tr.Mid = strconv.Itoa(i)
+		}
+		if seen[tr.Mid] {
+			return "", fmt.Errorf("%w: duplicate mid %q", ErrInvalid, tr.Mid)
+		}
+		seen[tr.Mid] = true
+		mids = append(mids, tr.Mid)
+		if tr.Direction == "" {
+			tr.Direction = DirRecvOnly
+			if tr.SSRC != 0 {
+				tr.Direction = DirSendOnly
+			}
+		}
+		codecs := []Codec{tr.Codec}
+		if tr.Codec.Name == "" {
+			codecs = defaultCodecs(tr.Kind)
+		}
+		exts := tr.Extensions
+		if exts == nil {
+			exts = defaultExtensions(tr.Kind)
+		}
+		md := transportMedia(tr.Kind, tr.Mid, codecs, t, fp, setup)
+		addRTPAttributes(md, tr.Direction, true, codecs, exts)
+		if tr.Direction == DirSendOnly || tr.Direction == DirSendRecv {
+			if tr.SSRC == 0 {
+				return "", fmt.Errorf("%w: sending track %q without SSRC", ErrInvalid, tr.Mid)
+			}
+			addSource(md, &tr, streamID, cname)
+		}
+		addCandidates(md, t.Candidates)
+		sd.MediaDescriptions = append(sd.MediaDescriptions, md)
+	}
+	sd.Attributes = append([]pionsdp.Attribute{pionsdp.NewAttribute("group", "BUNDLE "+strings.Join(mids, " "))}, sd.Attributes...)
+	sd.Attributes = append(sd.Attributes, msidSemantic(streamID))
+	return marshal(sd)
+}
+
+func defaultCodecs(kind string) []Codec {
+	fb := append([]string(nil), supportedFeedback...)
+	if kind == KindAudio {
+		return []Codec{{PayloadType: DefaultOpusPT, Name: "opus", ClockRate: 48000, Channels: 2, Fmtp: "minptime=10;useinbandfec=1"}}
+	}
+	return []Codec{
+		{PayloadType: DefaultVP8PT, Name: "VP8", ClockRate: 90000, Feedback: fb},
+		{PayloadType: DefaultH264PT, Name: "H264", ClockRate: 90000, Feedback: fb,
+			Fmtp: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"},
+	}
+}
+
+func defaultExtensions(kind string) []Extension {
+	e := []Extension{{ID: defaultAbsSendTimeID, URI: ExtAbsSendTime}, {ID: defaultMidID, URI: ExtSDESMid}}
+	if kind == KindAudio {
+		e = append([]Extension{{ID: defaultAudioLevelID, URI: ExtAudioLevel}}, e...)
+	}
+	return e
+}
+
+// checkTransport validates t and returns the bare fingerprint value.
+func checkTransport(t Transport) (string, error) {
+	if t.ICEUfrag == "" || t.ICEPwd == "" {
+		return "", fmt.Errorf("%w: missing ICE credentials", ErrInvalid)
+	}
+	fp := strings.TrimSpace(t.Fingerprint)
+	if alg, v, ok := strings.Cut(fp, " "); ok {
+		if !strings.EqualFold(alg, "sha-256") {
+			return "", fmt.Errorf("%w: fingerprint algorithm %q, want sha-256", ErrInvalid, alg)
+		}
+		fp = strings.TrimSpace(v)
+	}
+	if !validFingerprintValue(fp) {
+		return "", fmt.Errorf("%w: bad fingerprint %q", ErrInvalid, t.Fingerprint)
+	}
+	return strings.ToUpper(fp), nil
+}
+
+func newSession(lite bool) *pionsdp.SessionDescription {
+	sd := &pionsdp.SessionDescription{
+		Version: 0,
+		Origin: pionsdp.Origin{
+			Username: "-", SessionID: randomUint63(), SessionVersion: 2,
+			NetworkType: "IN", AddressType: "IP4", UnicastAddress: "127.0.0.1",
+		},
+		SessionName:      "-",
+		TimeDescriptions: []pionsdp.TimeDescription{{Timing: pionsdp.Timing{}}},
+	}
+	if lite {
+		sd.Attributes = append(sd.Attributes, pionsdp.NewPropertyAttribute("ice-lite"))
+	}
+	return sd
+}
+
+func msidSemantic(streamID string) pionsdp.Attribute {
+	if streamID == "" {
+		streamID = "*"
+	}
+	return pionsdp.NewAttribute("msid-semantic", " WMS "+streamID)
+}
+
+func connection() *pionsdp.ConnectionInformation {
+	return &pionsdp.ConnectionInformation{NetworkType: "IN", AddressType: "IP4", Address: &pionsdp.Address{Address: "0.0.0.0"}}
+}
+
+func rejectedMedia(om *Media) *pionsdp.MediaDescription {
+	protos := strings.Split(om.Proto, "/")
+	formats := om.Formats
+	if len(formats) == 0 {
+		formats = []string{"0"}
+	}
+	if om.Proto == "" {
+		protos = strings.Split(rtpProto, "/")
+	}
+	md := &pionsdp.MediaDescription{
+		MediaName:             pionsdp.MediaName{Media: om.Kind, Port: pionsdp.RangedPort{Value: 0}, Protos: protos, Formats: formats},
+		ConnectionInformation: connection(),
+	}
+	if om.Mid != "" {
+		md.Attributes = append(md.Attributes, pionsdp.NewAttribute("mid", om.Mid))
+	}
+	md.Attributes = append(md.Attributes, pionsdp.NewPropertyAttribute(DirInactive))
+	return md
+}
+
+// firstFormat is the offer's first RTP codec (or first format) for an
+// inactive section.
+func firstFormat(om *Media) Codec {
+	if len(om.Codecs) > 0 {
+		c := om.Codecs[0]
+		c.Feedback = nil
+		return c
+	}
+	pt, _ := parsePT(om.Formats[0])
+	return Codec{PayloadType: pt}
+}
+
+func transportMedia(kind, mid string, codecs []Codec, t Transport, fp, setup string) *pionsdp.MediaDescription {
+	formats := make([]string, len(codecs))
+	for i, c := range codecs {
+		formats[i] = strconv.Itoa(int(c.PayloadType))
+	}
+	return &pionsdp.MediaDescription{
+		MediaName: pionsdp.MediaName{
+			Media: kind, Port: pionsdp.RangedPort{Value: 9},
+			Protos: strings.Split(rtpProto, "/"), Formats: formats,
+		},
+		ConnectionInformation: connection(),
+		Attributes: []pionsdp.Attribute{
+			pionsdp.NewAttribute("ice-ufrag", t.ICEUfrag),
+			pionsdp.NewAttribute("ice-pwd", t.ICEPwd),
+			pionsdp.NewAttribute("fingerprint", "sha-256 "+fp),
+			pionsdp.NewAttribute("setup", setup),
+			pionsdp.NewAttribute("mid", mid),
+		},
+	}
+}
+
+func direction(tr *Track) string {
+	if tr.Codec.Name == "" || tr.Direction == "" {
+		return DirInactive
+	}
+	return tr.Direction
+}
+
+func addRTPAttributes(md *pionsdp.MediaDescription, dir string, rsize bool, codecs []Codec, exts []Extension) {
+	for _, e := range exts {
+		md.Attributes = append(md.Attributes, pionsdp.NewAttribute("extmap", strconv.Itoa(int(e.ID))+" "+e.URI))
+	}
+	md.Attributes = append(md.Attributes, pionsdp.NewPropertyAttribute(dir), pionsdp.NewPropertyAttribute("rtcp-mux"))
+	if rsize {
+		md.Attributes = append(md.Attributes, pionsdp.NewPropertyAttribute("rtcp-rsize"))
+	}
+	for _, c := range codecs {
+		pt := strconv.Itoa(int(c.PayloadType))
+		if c.Name != "" {
+			md.Attributes = append(md.Attributes, pionsdp.NewAttribute("rtpmap", pt+" "+c.rtpmapString()))
+		}
+		for _, fb := range c.Feedback {
+			md.Attributes = append(md.Attributes, pionsdp.NewAttribute("rtcp-fb", pt+" "+fb))
+		}
+		if c.Fmtp != "" {
+			md.Attributes = append(md.Attributes, pionsdp.NewAttribute("fmtp", pt+" "+c.Fmtp))
+		}
+	}
+}
+
+func addSource(md *pionsdp.MediaDescription, tr *Track, streamID, cname string) {
+	id := tr.ID
+	if id == "" {
+		id = tr.Kind + "-" + tr.Mid
+	}
+	if streamID == "" {
+		streamID = "-"
+	}
+	msid := streamID + " " + id
+	md.Attributes = append(md.Attributes, pionsdp.NewAttribute("msid", msid))
+	if tr.SSRC == 0 {
+		return
+	}
+	ssrc := strconv.FormatUint(uint64(tr.SSRC), 10)
+	if cname != "" {
+		md.Attributes = append(md.Attributes, pionsdp.NewAttribute("ssrc", ssrc+" cname:"+cname))
+	}
+	md.Attributes = append(md.Attributes, pionsdp.NewAttribute("ssrc", ssrc+" msid:"+msid))
+}
+
+func addCandidates(md *pionsdp.MediaDescription, cands []string) {
+	for _, c := range cands {
+		c = strings.TrimPrefix(strings.TrimSpace(c), "a=")
+		c = strings.TrimPrefix(c, "candidate:")
+		if c == "" {
+			continue
+		}
+		md.Attributes = append(md.Attributes, pionsdp.NewAttribute("candidate", c))
+	}
+	if len(cands) > 0 {
+		md.Attributes = append(md.Attributes, pionsdp.NewPropertyAttribute("end-of-candidates"))
+	}
+}
+
+func marshal(sd *pionsdp.SessionDescription) (string, error) {
+	b, err := sd.Marshal()
+	if err != nil {
+		return "", fmt.Errorf("sdp: marshal: %w", err)
+	}
+	return string(b), nil
+}
