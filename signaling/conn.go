@@ -1,0 +1,271 @@
+package signaling
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+)
+
+type readerSource = io.Reader
+
+// frame is one queued outbound WebSocket frame.
+type frame struct {
+	op      ws.OpCode
+	payload []byte
+}
+
+// conn is one browser WebSocket session: the handler goroutine reads, one
+// writer goroutine owns the socket's write side and the ping ticker.
+type conn struct {
+	srv    *Server
+	nc     net.Conn
+	br     io.Reader
+	id     string
+	remote string
+	log    *slog.Logger
+
+	out       chan frame
+	closeCh   chan struct{} // closed by close(): the writer sends closeMsg and ends
+	closeOnce sync.Once
+	closeMsg  []byte
+	done      chan struct{} // closed when the writer has finished
+	missed    atomic.Int32  // pings without a pong
+
+	created time.Time
+	// guarded by srv.mu
+	fields      map[string]json.RawMessage // the connection payload
+	established bool
+	streams     map[string]*stream // by mediaSessionId
+}
+
+func (c *conn) run() {
+	defer c.srv.wg.Done()
+	go c.writeLoop()
+	err := c.readLoop()
+	switch {
+	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+		c.log.Debug("websocket closed")
+	default:
+		c.log.Debug("websocket read ended", "err", err)
+	}
+	c.close(ws.StatusNormalClosure, "")
+	c.teardown()
+	<-c.done
+}
+
+// readLoop reads frames until the socket fails or a close frame arrives.
+func (c *conn) readLoop() error {
+	rd := &wsutil.Reader{
+		Source:         c.br,
+		State:          ws.StateServerSide,
+		CheckUTF8:      true,
+		MaxMessageSize: c.srv.cfg.MaxMessageSize,
+		OnIntermediate: c.control,
+	}
+	for {
+		hdr, err := rd.NextFrame()
+		if err != nil {
+			if errors.Is(err, wsutil.ErrMessageTooLarge) || errors.Is(err, wsutil.ErrFrameTooLarge) {
+				c.srv.oversized.Add(1)
+				c.log.Error("oversized websocket message, closing", "length", hdr.Length, "limit", c.srv.cfg.MaxMessageSize)
+				c.close(ws.StatusMessageTooBig, "message too big")
+				return nil
+			}
+			if errors.Is(err, ws.ErrProtocolOpCodeReserved) || errors.Is(err, ws.ErrProtocolMaskRequired) ||
+				errors.Is(err, ws.ErrProtocolControlPayloadOverflow) || errors.Is(err, ws.ErrProtocolControlNotFinal) ||
+				errors.Is(err, ws.ErrProtocolNonZeroRsv) || errors.Is(err, ws.ErrProtocolContinuationUnexpected) ||
+				errors.Is(err, ws.ErrProtocolContinuationExpected) {
+				c.srv.malformed.Add(1)
+				c.log.Error("websocket protocol error, closing", "err", err)
+				c.close(ws.StatusProtocolError, "protocol error")
+				return nil
+			}
+			return err
+		}
+		if hdr.OpCode.IsControl() {
+			if err := c.control(hdr, rd); err != nil {
+				return err
+			}
+			if hdr.OpCode == ws.OpClose {
+				return nil
+			}
+			continue
+		}
+		payload, err := io.ReadAll(rd)
+		if err != nil {
+			if errors.Is(err, wsutil.ErrInvalidUTF8) {
+				c.srv.malformed.Add(1)
+				c.log.Error("text frame is not UTF-8, closing")
+				c.close(ws.StatusInvalidFramePayloadData, "invalid UTF-8")
+				return nil
+			}
+			if errors.Is(err, wsutil.ErrMessageTooLarge) {
+				c.srv.oversized.Add(1)
+				c.log.Error("oversized websocket message, closing", "limit", c.srv.cfg.MaxMessageSize)
+				c.close(ws.StatusMessageTooBig, "message too big")
+				return nil
+			}
+			return err
+		}
+		if hdr.OpCode == ws.OpBinary {
+			c.srv.binary.Add(1)
+			c.log.Error("binary frame ignored", "length", len(payload))
+			continue
+		}
+		c.handle(payload)
+	}
+}
+
+// control handles a ping, pong or close frame; body is the unmasked payload.
+func (c *conn) control(hdr ws.Header, body io.Reader) error {
+	p, err := io.ReadAll(io.LimitReader(body, ws.MaxControlFramePayloadSize))
+	if err != nil {
+		return err
+	}
+	switch hdr.OpCode {
+	case ws.OpPing:
+		c.send(frame{ws.OpPong, p})
+	case ws.OpPong:
+		c.missed.Store(0)
+	case ws.OpClose:
+		code, reason := ws.ParseCloseFrameData(p)
+		c.log.Debug("close frame", "code", code, "reason", reason)
+		if code.Empty() {
+			code = ws.StatusNormalClosure
+		}
+		if !code.IsProtocolDefined() && !code.IsApplicationSpec() && !code.IsPrivateSpec() {
+			code = ws.StatusProtocolError
+		}
+		c.close(code, "")
+	}
+	return nil
+}
+
+// send queues a frame without blocking; a full queue means the client does
+// not read, and the connection is closed.
+func (c *conn) send(f frame) {
+	select {
+	case <-c.closeCh:
+		return
+	default:
+	}
+	select {
+	case c.out <- f:
+	default:
+		c.srv.overflows.Add(1)
+		c.log.Error("outbound queue full, closing slow client", "queue", cap(c.out))
+		c.close(ws.StatusPolicyViolation, "client too slow")
+	}
+}
+
+// sendMsg encodes and queues a text message.
+func (c *conn) sendMsg(name string, data ...any) {
+	b, err := EncodeMessage(name, data...)
+	if err != nil {
+		c.log.Error("encode", "message", name, "err", err)
+		return
+	}
+	c.send(frame{ws.OpText, b})
+}
+
+// close asks the writer to flush the queue, send a close frame and close the socket.
+func (c *conn) close(code ws.StatusCode, reason string) {
+	c.closeOnce.Do(func() {
+		c.closeMsg = ws.NewCloseFrameBody(code, reason)
+		close(c.closeCh)
+	})
+}
+
+func (c *conn) writeLoop() {
+	defer close(c.done)
+	defer c.nc.Close()
+	bw := bufio.NewWriter(c.nc)
+	write := func(f frame) error {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+		if err := ws.WriteFrame(bw, ws.NewFrame(f.op, true, f.payload)); err != nil {
+			return err
+		}
+		return bw.Flush()
+	}
+	ping, _ := EncodeMessage(MsgPing)
+	t := time.NewTicker(c.srv.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case f := <-c.out:
+			if err := write(f); err != nil {
+				c.log.Debug("websocket write", "err", err)
+				c.close(ws.StatusAbnormalClosure, "")
+				return
+			}
+		case <-t.C:
+			if int(c.missed.Load()) >= c.srv.cfg.MaxMissedPongs {
+				c.srv.missedPong.Add(1)
+				c.log.Info("client missed pongs, closing", "missed", c.missed.Load())
+				c.close(ws.StatusGoingAway, "missed pongs")
+				continue
+			}
+			c.missed.Add(1)
+			if err := write(frame{ws.OpText, ping}); err != nil {
+				c.close(ws.StatusAbnormalClosure, "")
+				return
+			}
+		case <-c.closeCh:
+		drain:
+			for {
+				select {
+				case f := <-c.out:
+					if write(f) != nil {
+						return
+					}
+				default:
+					break drain
+				}
+			}
+			_ = write(frame{ws.OpClose, c.closeMsg})
+			return
+		}
+	}
+}
+
+// teardown ends every stream of this connection after its socket closed.
+func (c *conn) teardown() {
+	s := c.srv
+	var cl closers
+	s.mu.Lock()
+	for _, st := range c.streams {
+		s.endLocked(st, StatusFailed, InfoSessionDisconnect, ErrSessionDisconnect, false, &cl)
+	}
+	delete(s.conns, c.id)
+	s.mu.Unlock()
+	cl.run()
+}
+
+func (c *conn) infoLocked() ConnectionInfo {
+	ci := ConnectionInfo{
+		SessionID:   c.id,
+		RemoteAddr:  c.remote,
+		Established: c.established,
+		Streams:     len(c.streams),
+		CreateDate:  c.created.UnixMilli(),
+	}
+	_ = json.Unmarshal(c.fields["appKey"], &ci.AppKey)
+	_ = json.Unmarshal(c.fields["clientVersion"], &ci.ClientVersion)
+	_ = json.Unmarshal(c.fields["mediaProviders"], &ci.MediaProviders)
+	ci.Custom = c.fields["custom"]
+	return ci
+}
+
+func (c *conn) sessionInfoLocked() SessionInfo {
+	ci := c.infoLocked()
+	return SessionInfo{SessionID: c.id, RemoteAddr: c.remote, AppKey: ci.AppKey, Custom: ci.Custom}
+}

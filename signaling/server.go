@@ -1,0 +1,357 @@
+package signaling
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// ServerConfig configures a Server. The zero value of every field has a
+// usable default.
+type ServerConfig struct {
+	Engine         Engine
+	Logger         *slog.Logger
+	PingInterval   time.Duration // server ping period; default 5 s
+	MaxMissedPongs int           // close after this many unanswered pings; default 10
+	MaxMessageSize int64         // largest accepted message; default 1 MiB
+	WriteTimeout   time.Duration // one frame write; default 10 s
+	ReadyTimeout   time.Duration // publish/play until ICE+DTLS are up; default 30 s
+	QueueSize      int           // outbound frames per connection; default 256
+}
+
+func (c *ServerConfig) defaults() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 5 * time.Second
+	}
+	if c.MaxMissedPongs <= 0 {
+		c.MaxMissedPongs = 10
+	}
+	if c.MaxMessageSize <= 0 {
+		c.MaxMessageSize = 1 << 20
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.ReadyTimeout <= 0 {
+		c.ReadyTimeout = 30 * time.Second
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = 256
+	}
+}
+
+// ServerStats are counters of the server's lifetime.
+type ServerStats struct {
+	Accepted, Active                    int64
+	Malformed, Binary, Oversized        uint64
+	Unknown, QueueOverflows, MissedPong uint64
+}
+
+// Server is the WCS WebSocket endpoint for browsers. It is an http.Handler
+// that upgrades on any path; serve it over TLS with the caller's listener for wss.
+type Server struct {
+	cfg ServerConfig
+	log *slog.Logger
+
+	// mu guards all control-plane state below and every conn's streams and
+	// every stream's state: one owner for the control plane.
+	mu         sync.Mutex
+	conns      map[string]*conn
+	players    map[string]map[*stream]struct{} // stream name → answered players
+	publishers map[string]*stream              // stream name → answered publisher owning it
+	closing    bool
+	wg         sync.WaitGroup // connection goroutines
+	streamsWG  sync.WaitGroup // per-stream goroutines
+
+	accepted                              atomic.Int64
+	malformed, binary, oversized, unknown atomic.Uint64
+	overflows, missedPong                 atomic.Uint64
+}
+
+// NewServer returns a Server; cfg.Engine is required.
+func NewServer(cfg ServerConfig) *Server {
+	cfg.defaults()
+	return &Server{
+		cfg:        cfg,
+		log:        cfg.Logger,
+		conns:      map[string]*conn{},
+		players:    map[string]map[*stream]struct{}{},
+		publishers: map[string]*stream{},
+	}
+}
+
+var _ http.Handler = (*Server)(nil)
+
+// ServeHTTP upgrades the request to a WebSocket (any path, no subprotocol)
+// and serves the session until the socket closes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	nc, rw, _, err := ws.UpgradeHTTP(r, w)
+	if err != nil {
+		s.log.Debug("websocket upgrade", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	local := ""
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		local = a.String()
+	} else if a := nc.LocalAddr(); a != nil {
+		local = a.String()
+	}
+	c := s.newConn(nc, rw.Reader, r.RemoteAddr, local)
+	if c == nil {
+		_ = nc.Close()
+		return
+	}
+	s.accepted.Add(1)
+	c.run() // the handler goroutine is the reader
+}
+
+// newConn registers a connection under a unique session id, or nil when shutting down.
+func (s *Server) newConn(nc net.Conn, br readerSource, remote, local string) *conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return nil
+	}
+	id := "/" + remote + "/" + local
+	for n := 2; s.conns[id] != nil; n++ {
+		id = "/" + remote + "/" + local + "#" + itoa(n)
+	}
+	c := &conn{
+		srv:     s,
+		nc:      nc,
+		br:      br,
+		id:      id,
+		remote:  remote,
+		log:     s.log.With("session", id),
+		out:     make(chan frame, s.cfg.QueueSize),
+		closeCh: make(chan struct{}),
+		done:    make(chan struct{}),
+		streams: map[string]*stream{},
+		created: time.Now(),
+	}
+	s.conns[id] = c
+	s.wg.Add(1)
+	return c
+}
+
+func itoa(n int) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() ServerStats {
+	s.mu.Lock()
+	active := int64(len(s.conns))
+	s.mu.Unlock()
+	return ServerStats{
+		Accepted:       s.accepted.Load(),
+		Active:         active,
+		Malformed:      s.malformed.Load(),
+		Binary:         s.binary.Load(),
+		Oversized:      s.oversized.Load(),
+		Unknown:        s.unknown.Load(),
+		QueueOverflows: s.overflows.Load(),
+		MissedPong:     s.missedPong.Load(),
+	}
+}
+
+// ConnectionInfo is a snapshot of one WebSocket session (REST /connection/*).
+type ConnectionInfo struct {
+	SessionID      string          `json:"sessionId"`
+	AppKey         string          `json:"appKey,omitempty"`
+	ClientVersion  string          `json:"clientVersion,omitempty"`
+	MediaProviders []string        `json:"mediaProviders,omitempty"`
+	Custom         json.RawMessage `json:"custom,omitempty"`
+	RemoteAddr     string          `json:"remoteAddress"`
+	Established    bool            `json:"established"`
+	Streams        int             `json:"streams"`
+	CreateDate     int64           `json:"createDate"`
+}
+
+// Connections returns a snapshot of the open sessions.
+func (s *Server) Connections() []ConnectionInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]ConnectionInfo, 0, len(s.conns))
+	for _, c := range s.conns {
+		out = append(out, c.infoLocked())
+	}
+	return out
+}
+
+// Terminate closes the session with that id; its streams end as on a socket
+// close. It reports whether the session existed.
+func (s *Server) Terminate(sessionID string) bool {
+	s.mu.Lock()
+	c := s.conns[sessionID]
+	s.mu.Unlock()
+	if c == nil {
+		return false
+	}
+	c.close(ws.StatusNormalClosure, "terminated")
+	return true
+}
+
+// StreamInfo is a snapshot of one stream (REST /stream/*), with WCS field names.
+type StreamInfo struct {
+	SessionID      string          `json:"sessionId"`
+	AppKey         string          `json:"appKey,omitempty"`
+	MediaSessionID string          `json:"mediaSessionId"`
+	Name           string          `json:"name"`
+	Published      bool            `json:"published"`
+	HasAudio       bool            `json:"hasAudio"`
+	HasVideo       bool            `json:"hasVideo"`
+	Status         string          `json:"status"`
+	Info           string          `json:"info,omitempty"`
+	MediaProvider  string          `json:"mediaProvider,omitempty"`
+	MediaType      string          `json:"mediaType"` // "publish" or "play"
+	Custom         json.RawMessage `json:"custom,omitempty"`
+	CreateDate     int64           `json:"createDate"`
+}
+
+// StreamFilter selects streams; empty fields match everything (all set fields are ANDed).
+type StreamFilter struct {
+	MediaSessionID  string
+	MediaSessionIDs []string
+	Name            string
+	Published       *bool
+	Status          string
+	SessionID       string
+}
+
+func (f *StreamFilter) match(si *StreamInfo) bool {
+	if f.MediaSessionID != "" && f.MediaSessionID != si.MediaSessionID {
+		return false
+	}
+	if len(f.MediaSessionIDs) > 0 {
+		found := false
+		for _, id := range f.MediaSessionIDs {
+			found = found || id == si.MediaSessionID
+		}
+		if !found {
+			return false
+		}
+	}
+	return (f.Name == "" || f.Name == si.Name) &&
+		(f.Published == nil || *f.Published == si.Published) &&
+		(f.Status == "" || f.Status == si.Status) &&
+		(f.SessionID == "" || f.SessionID == si.SessionID)
+}
+
+// Streams returns a snapshot of the live streams matching f (nil = all).
+func (s *Server) Streams(f *StreamFilter) []StreamInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []StreamInfo
+	for _, c := range s.conns {
+		for _, st := range c.streams {
+			si := st.infoLocked()
+			if f == nil || f.match(&si) {
+				out = append(out, si)
+			}
+		}
+	}
+	return out
+}
+
+// TerminateStream ends the matching streams: publishers get UNPUBLISHED,
+// players STOPPED, both with info (default "Stopped by rest /terminate"); the
+// players of an ended publisher get FAILED "Stopped by publisher stop". It
+// returns how many streams matched.
+func (s *Server) TerminateStream(f StreamFilter, info string) int {
+	if info == "" {
+		info = InfoRESTTerminate
+	}
+	var cl closers
+	s.mu.Lock()
+	n := 0
+	for _, c := range s.conns {
+		for _, st := range c.streams {
+			si := st.infoLocked()
+			if !f.match(&si) {
+				continue
+			}
+			n++
+			s.endLocked(st, st.stopStatus(), info, &wcsError{info}, true, &cl)
+		}
+	}
+	s.mu.Unlock()
+	cl.run()
+	return n
+}
+
+// SendStreamEvent relays an event to every player of the named stream as
+// notifyStreamEvent (REST /stream/event/send). It returns the number of players.
+func (s *Server) SendStreamEvent(name, typ string, payload json.RawMessage) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.relayEventLocked(name, typ, payload)
+}
+
+// Shutdown sends every stream its terminal status ("Requested stream
+// shutdown"), closes every socket (1001 going away), refuses new sessions and
+// waits until the connection goroutines have ended or ctx is done.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var cl closers
+	s.mu.Lock()
+	s.closing = true
+	conns := make([]*conn, 0, len(s.conns))
+	for _, c := range s.conns {
+		conns = append(conns, c)
+		for _, st := range c.streams {
+			s.endLocked(st, st.stopStatus(), InfoRequestedShutdown, ErrShutdown, true, &cl)
+		}
+	}
+	s.mu.Unlock()
+	cl.run()
+	for _, c := range conns {
+		c.close(ws.StatusGoingAway, "server shutdown")
+	}
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		s.streamsWG.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		for _, c := range conns {
+			_ = c.nc.Close()
+		}
+		return context.Cause(ctx)
+	}
+}
+
+// closers collects media sessions to close after the lock is released.
+type closers []func()
+
+func (cl *closers) add(f func()) { *cl = append(*cl, f) }
+func (cl closers) run() {
+	for _, f := range cl {
+		f()
+	}
+}
+
+// errConnClosed is the cause of media sessions ended by a closing socket.
+var errConnClosed = errors.New("signaling: connection closed")

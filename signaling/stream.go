@@ -1,0 +1,354 @@
+package signaling
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// stream is one publish or play of a connection. Its mutable state is guarded
+// by Server.mu.
+type stream struct {
+	c       *conn
+	id      string
+	name    string
+	publish bool
+	sdp     string
+	custom  json.RawMessage
+	fields  map[string]json.RawMessage // the request, without sdp, for echoing
+	created time.Time
+
+	ctx    context.Context // ends with the stream
+	cancel context.CancelCauseFunc
+
+	media      MediaSession
+	answered   bool // setRemoteSDP sent
+	ended      bool
+	status     string
+	info       string
+	audioMuted bool
+	videoMuted bool
+}
+
+type muteState struct {
+	Muted bool `json:"muted"`
+}
+
+// stopStatus is the normal terminal status: UNPUBLISHED for a publisher,
+// STOPPED for a player.
+func (st *stream) stopStatus() string {
+	if st.publish {
+		return StatusUnpublished
+	}
+	return StatusStopped
+}
+
+// statusObject is the notifyStreamStatusEvent payload: the request's fields
+// echoed plus id, status, info and mute states.
+func statusObject(fields map[string]json.RawMessage, id, status, info string, audioMuted, videoMuted bool) map[string]any {
+	o := make(map[string]any, len(fields)+5)
+	for k, v := range fields {
+		o[k] = v
+	}
+	o["mediaSessionId"] = id
+	o["status"] = status
+	o["info"] = info
+	o["audioState"] = muteState{audioMuted}
+	o["videoState"] = muteState{videoMuted}
+	return o
+}
+
+func (st *stream) sendStatusLocked() {
+	st.c.sendMsg(MsgNotifyStreamStatusEvent, statusObject(st.fields, st.id, st.status, st.info, st.audioMuted, st.videoMuted))
+}
+
+func (st *stream) infoLocked() StreamInfo {
+	si := StreamInfo{
+		SessionID:      st.c.id,
+		MediaSessionID: st.id,
+		Name:           st.name,
+		Published:      st.publish,
+		Status:         st.status,
+		Info:           st.info,
+		Custom:         st.custom,
+		CreateDate:     st.created.UnixMilli(),
+		MediaType:      "play",
+	}
+	if st.publish {
+		si.MediaType = "publish"
+	}
+	_ = json.Unmarshal(st.c.fields["appKey"], &si.AppKey)
+	_ = json.Unmarshal(st.fields["hasAudio"], &si.HasAudio)
+	_ = json.Unmarshal(st.fields["hasVideo"], &si.HasVideo)
+	_ = json.Unmarshal(st.fields["mediaProvider"], &si.MediaProvider)
+	return si
+}
+
+// onStart handles publishStream (publish=true) and playStream.
+func (c *conn) onStart(m *Message, publish bool) {
+	s := c.srv
+	p := m.Payload()
+	if p == nil {
+		c.log.Debug("stream request without data ignored", "message", m.Name)
+		return
+	}
+	var req streamRequest
+	if err := m.DecodePayload(&req); err != nil {
+		s.malformed.Add(1)
+		c.log.Error("malformed stream request", "message", m.Name, "err", err)
+		return
+	}
+	fields := parseFields(p)
+	delete(fields, "sdp")
+	delete(fields, "localMediaInfo")
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fail := func(info string) {
+		c.log.Info("stream request refused", "message", m.Name, "name", req.Name, "mediaSessionId", req.MediaSessionID, "info", info)
+		c.sendMsg(MsgNotifyStreamStatusEvent, statusObject(fields, req.MediaSessionID, StatusFailed, info, false, false))
+	}
+	switch {
+	case req.MediaSessionID == "":
+		fail(InfoMediaSessionIDNull)
+		return
+	case !c.established:
+		fail(InfoSessionNotReady)
+		return
+	case c.streams[req.MediaSessionID] != nil:
+		fail(InfoMediaSessionIDInUse)
+		return
+	case s.closing:
+		fail(InfoRequestedShutdown)
+		return
+	}
+	st := &stream{
+		c: c, id: req.MediaSessionID, name: req.Name, publish: publish,
+		sdp: req.SDP, custom: req.Custom, fields: fields, created: time.Now(), status: StatusPending,
+	}
+	st.ctx, st.cancel = context.WithCancelCause(context.Background())
+	c.streams[st.id] = st
+	sess := c.sessionInfoLocked()
+	s.streamsWG.Add(1)
+	go st.run(sess)
+}
+
+// run drives one stream: engine call, answer, Ready, then watches Done.
+func (st *stream) run(sess SessionInfo) {
+	s := st.c.srv
+	defer s.streamsWG.Done()
+	log := st.c.log.With("stream", st.name, "mediaSessionId", st.id, "publish", st.publish)
+
+	var (
+		ms     MediaSession
+		answer string
+		err    error
+	)
+	if st.publish {
+		ms, answer, err = s.cfg.Engine.Publish(st.ctx, PublishRequest{Name: st.name, MediaSessionID: st.id, SDP: st.sdp, Custom: st.custom, Session: sess})
+	} else {
+		ms, answer, err = s.cfg.Engine.Play(st.ctx, PlayRequest{Name: st.name, MediaSessionID: st.id, SDP: st.sdp, Custom: st.custom, Session: sess})
+	}
+	if err == nil && ms == nil {
+		err = errors.New("signaling: engine returned no media session")
+	}
+	var cl closers
+	s.mu.Lock()
+	if st.ended {
+		s.mu.Unlock()
+		if ms != nil {
+			ms.Close(context.Cause(st.ctx))
+		}
+		return
+	}
+	if err != nil {
+		log.Info("stream refused by engine", "err", err)
+		s.endLocked(st, StatusFailed, InfoFor(err), err, true, &cl)
+		s.mu.Unlock()
+		cl.run()
+		return
+	}
+	st.media = ms
+	st.answered = true
+	st.c.sendMsg(MsgSetRemoteSDP, st.id, answer)
+	if st.publish {
+		if old := s.publishers[st.name]; old == nil || old.ended {
+			s.publishers[st.name] = st
+		}
+	} else {
+		set := s.players[st.name]
+		if set == nil {
+			set = map[*stream]struct{}{}
+			s.players[st.name] = set
+		}
+		set[st] = struct{}{}
+		if pub := s.publishers[st.name]; pub != nil {
+			st.audioMuted, st.videoMuted = pub.audioMuted, pub.videoMuted
+		}
+	}
+	s.mu.Unlock()
+
+	rctx, cancel := context.WithTimeout(st.ctx, s.cfg.ReadyTimeout)
+	err = ms.Ready(rctx)
+	cancel()
+
+	s.mu.Lock()
+	if st.ended {
+		s.mu.Unlock()
+		return
+	}
+	if err != nil {
+		log.Info("media session failed before ready", "err", err)
+		s.endLocked(st, StatusFailed, InfoFor(err), err, true, &cl)
+		s.mu.Unlock()
+		cl.run()
+		return
+	}
+	st.status = StatusPlaying
+	if st.publish {
+		st.status = StatusPublishing
+	}
+	st.sendStatusLocked()
+	s.mu.Unlock()
+	log.Info("stream up", "status", st.status)
+
+	select {
+	case <-st.ctx.Done():
+		return
+	case <-ms.Done():
+	}
+	err = ms.Err()
+	if err == nil {
+		err = errors.New("signaling: media session ended")
+		if !st.publish {
+			err = ErrPublisherStopped
+		}
+	}
+	s.mu.Lock()
+	if !st.ended {
+		log.Info("media session ended", "err", err)
+		s.endLocked(st, StatusFailed, InfoFor(err), err, true, &cl)
+	}
+	s.mu.Unlock()
+	cl.run()
+}
+
+// endLocked ends st once: status sent (if notify), media closed after the
+// lock (via cl), and, for the publisher owning the name, its players end with
+// FAILED "Stopped by publisher stop".
+func (s *Server) endLocked(st *stream, status, info string, cause error, notify bool, cl *closers) {
+	if st.ended {
+		return
+	}
+	st.ended = true
+	st.status, st.info = status, info
+	st.cancel(cause)
+	delete(st.c.streams, st.id)
+	if notify {
+		st.sendStatusLocked()
+	}
+	if ms := st.media; ms != nil {
+		cl.add(func() { ms.Close(cause) })
+	}
+	if !st.publish {
+		if set := s.players[st.name]; set != nil {
+			delete(set, st)
+			if len(set) == 0 {
+				delete(s.players, st.name)
+			}
+		}
+		return
+	}
+	if s.publishers[st.name] != st {
+		return
+	}
+	delete(s.publishers, st.name)
+	for p := range s.players[st.name] {
+		s.endLocked(p, StatusFailed, InfoPublisherStop, ErrPublisherStopped, true, cl)
+	}
+}
+
+// onStop handles unPublishStream and stopStream.
+func (c *conn) onStop(m *Message) {
+	s := c.srv
+	p := m.Payload()
+	var req streamRequest
+	if err := m.DecodePayload(&req); err != nil || p == nil {
+		s.malformed.Add(1)
+		c.log.Error("malformed stop request", "message", m.Name, "err", err)
+		return
+	}
+	publish := m.Name == MsgUnPublishStream
+	status, info, cause := StatusStopped, InfoUser, ErrStoppedByUser
+	if publish {
+		status, info = StatusUnpublished, InfoPublisherStop
+	}
+	var cl closers
+	s.mu.Lock()
+	st := c.streams[req.MediaSessionID]
+	if st == nil {
+		// Unknown or already ended: still confirm, so the SDK can finish.
+		fields := parseFields(p)
+		delete(fields, "sdp")
+		c.sendMsg(MsgNotifyStreamStatusEvent, statusObject(fields, req.MediaSessionID, status, info, false, false))
+		s.mu.Unlock()
+		return
+	}
+	s.endLocked(st, st.stopStatus(), info, cause, true, &cl)
+	s.mu.Unlock()
+	cl.run()
+}
+
+// onStreamEvent relays a publisher's sendStreamEvent to its players.
+func (c *conn) onStreamEvent(m *Message) {
+	s := c.srv
+	var req streamRequest
+	if err := m.DecodePayload(&req); err != nil || m.Payload() == nil {
+		s.malformed.Add(1)
+		c.log.Error("malformed sendStreamEvent", "err", err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := c.streams[req.MediaSessionID]
+	if st == nil || !st.publish || s.publishers[st.name] != st {
+		c.log.Debug("sendStreamEvent for no published stream", "mediaSessionId", req.MediaSessionID)
+		return
+	}
+	switch req.Type {
+	case "audioMuted", "audioUnmuted":
+		st.audioMuted = req.Type == "audioMuted"
+	case "videoMuted", "videoUnmuted":
+		st.videoMuted = req.Type == "videoMuted"
+	}
+	s.relayEventLocked(st.name, req.Type, req.Payload)
+}
+
+type streamEvent struct {
+	MediaSessionID string          `json:"mediaSessionId"`
+	Type           string          `json:"type"`
+	Payload        json.RawMessage `json:"payload"`
+}
+
+func (s *Server) relayEventLocked(name, typ string, payload json.RawMessage) int {
+	if len(payload) == 0 || string(payload) == "null" {
+		b, _ := json.Marshal(map[string]string{"streamName": name})
+		payload = b
+	}
+	n := 0
+	for p := range s.players[name] {
+		if !p.answered || p.ended {
+			continue
+		}
+		switch typ {
+		case "audioMuted", "audioUnmuted":
+			p.audioMuted = typ == "audioMuted"
+		case "videoMuted", "videoUnmuted":
+			p.videoMuted = typ == "videoMuted"
+		}
+		p.c.sendMsg(MsgNotifyStreamEvent, streamEvent{p.id, typ, payload})
+		n++
+	}
+	return n
+}
