@@ -54,6 +54,7 @@ func Parse(s string) (*Description, error) {
 		}
 	}
 	candidatesFrom := -1
+	fpMedia := -1 // the m-section the fingerprint came from, -1 = session
 	for i, md := range ps.MediaDescriptions {
 		m, err := parseMedia(md, sessionDir)
 		if err != nil {
@@ -71,8 +72,9 @@ func Parse(s string) (*Description, error) {
 			case "ice-pwd":
 				setIfEmpty(&d.ICEPwd, a.Value)
 			case "fingerprint":
-				if d.Fingerprint == "" {
-					d.Fingerprint = pickFingerprint("", a.Value)
+				if d.Fingerprint == "" || fpMedia == i {
+					fpMedia = i
+					d.Fingerprint = pickFingerprint(d.Fingerprint, a.Value)
 				}
 			case "setup":
 				setIfEmpty(&d.Setup, a.Value)
