@@ -317,8 +317,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	conns := make([]*conn, 0, len(s.conns))
 	for _, c := range s.conns {
 		conns = append(conns, c)
-		for _, st := range c.streams {
-			s.endLocked(st, st.stopStatus(), InfoRequestedShutdown, ErrShutdown, true, &cl)
+	}
+	// Players first, so each gets its own STOPPED rather than the
+	// "publisher stop" cascade.
+	for _, publish := range []bool{false, true} {
+		for _, c := range conns {
+			for _, st := range c.streams {
+				if st.publish == publish {
+					s.endLocked(st, st.stopStatus(), InfoRequestedShutdown, ErrShutdown, true, &cl)
+				}
+			}
 		}
 	}
 	s.mu.Unlock()

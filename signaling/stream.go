@@ -210,8 +210,9 @@ func (st *stream) run(sess SessionInfo) {
 		st.status = StatusPublishing
 	}
 	st.sendStatusLocked()
+	status := st.status
 	s.mu.Unlock()
-	log.Info("stream up", "status", st.status)
+	log.Info("stream up", "status", status)
 
 	select {
 	case <-st.ctx.Done():

@@ -1,0 +1,133 @@
+package signaling
+
+import (
+	"context"
+	"strings"
+	"sync"
+)
+
+// fakeEngine plays the media side: the SDP strings drive its behaviour.
+//   - offer containing "nocodec" → ErrNoCommonCodecs
+//   - "ice-timeout" → Ready returns a stage error with WCSInfo "Failed by ICE timeout"
+//   - "hold" → Ready blocks until its context ends
+//   - "rtp-fail" → the session ends with ErrRTPActivity right after Ready
+type fakeEngine struct {
+	mu        sync.Mutex
+	published map[string]*fakeSession
+	all       []*fakeSession
+}
+
+func newFakeEngine() *fakeEngine { return &fakeEngine{published: map[string]*fakeSession{}} }
+
+type stageErr struct{ info string }
+
+func (e stageErr) Error() string   { return "stage: " + e.info }
+func (e stageErr) WCSInfo() string { return e.info }
+
+type fakeSession struct {
+	e       *fakeEngine
+	name    string
+	publish bool
+	sdp     string
+	once    sync.Once
+	done    chan struct{}
+	err     error
+	players map[*fakeSession]struct{} // guarded by e.mu
+}
+
+func (e *fakeEngine) newSession(name, sdp string, publish bool) *fakeSession {
+	s := &fakeSession{e: e, name: name, publish: publish, sdp: sdp, done: make(chan struct{}), players: map[*fakeSession]struct{}{}}
+	e.all = append(e.all, s)
+	return s
+}
+
+func (e *fakeEngine) Publish(_ context.Context, req PublishRequest) (MediaSession, string, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if strings.Contains(req.SDP, "nocodec") {
+		return nil, "", ErrNoCommonCodecs
+	}
+	if e.published[req.Name] != nil {
+		return nil, "", ErrNameInUse
+	}
+	s := e.newSession(req.Name, req.SDP, true)
+	e.published[req.Name] = s
+	return s, "answer-to:" + req.SDP, nil
+}
+
+func (e *fakeEngine) Play(_ context.Context, req PlayRequest) (MediaSession, string, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	pub := e.published[req.Name]
+	if pub == nil {
+		return nil, "", ErrStreamNotFound
+	}
+	if strings.Contains(req.SDP, "nocodec") {
+		return nil, "", ErrNoCommonCodecs
+	}
+	s := e.newSession(req.Name, req.SDP, false)
+	pub.players[s] = struct{}{}
+	return s, "answer-to:" + req.SDP, nil
+}
+
+func (e *fakeEngine) Available(name string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.published[name] != nil
+}
+
+// open counts sessions not closed.
+func (e *fakeEngine) open() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, s := range e.all {
+		select {
+		case <-s.done:
+		default:
+			n++
+		}
+	}
+	return n
+}
+
+func (s *fakeSession) Ready(ctx context.Context) error {
+	switch {
+	case strings.Contains(s.sdp, "ice-timeout"):
+		return stageErr{InfoICETimeout}
+	case strings.Contains(s.sdp, "hold"):
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.done:
+			return s.err
+		}
+	case strings.Contains(s.sdp, "rtp-fail"):
+		go s.Close(ErrRTPActivity)
+	}
+	return nil
+}
+
+func (s *fakeSession) Done() <-chan struct{} { return s.done }
+func (s *fakeSession) Err() error            { <-s.done; return s.err }
+
+func (s *fakeSession) Close(cause error) {
+	s.once.Do(func() {
+		s.e.mu.Lock()
+		s.err = cause
+		close(s.done)
+		var players []*fakeSession
+		if s.publish {
+			if s.e.published[s.name] == s {
+				delete(s.e.published, s.name)
+			}
+			for p := range s.players {
+				players = append(players, p)
+			}
+		}
+		s.e.mu.Unlock()
+		for _, p := range players {
+			p.Close(ErrPublisherStopped)
+		}
+	})
+}
