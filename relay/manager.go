@@ -1,0 +1,316 @@
+// Package relay runs relay agents: a push publishes a local stream to another server, a pull plays a stream
+// of another server and publishes it here. An agent is an ordinary client of the remote's WCS WebSocket
+// protocol (wcs-protocol.md §7.2) with an outbound media session from the Engine.
+//
+// Status and retry policy:
+//   - NEW: created, the first attempt has not started yet (remoteMediaSessionId null).
+//   - PENDING: connecting and negotiating (a new remoteMediaSessionId per attempt).
+//   - PROCESSED_REMOTE: the remote reported PUBLISHING/PLAYING and ICE+DTLS are up; media flows.
+//   - FAILED: the last attempt failed; info says why (connection refused, handshake, the remote's FAILED
+//     info such as "Stream not found", ICE/DTLS deadline, relay loop, local stream ended).
+//
+// Every failed or lost attempt is retried with backoff (RetryInitial, doubling, capped at RetryMax). While
+// retrying after a failure the status stays FAILED (with the latest info) until an attempt succeeds, so a
+// push to a closed port shows FAILED after the first refused dial. An agent that was established at least
+// once retries until terminated (or, for a push, until its local stream ends); when it loses its remote it
+// shows PENDING until the next attempt succeeds or fails. An agent that was never established gives up after
+// RetryFailed. An agent that stopped (gave up, or its pushed stream ended) stays listed as FAILED for
+// FailedTTL and is then removed. Each new attempt after the first counts in reconnects.
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Config configures a Manager. The zero value of every duration picks its default.
+type Config struct {
+	Engine   Engine
+	Dial     DialFunc
+	ServerID string // this server's ID in relay paths (loop detection)
+
+	AllowHosts []string       // relay hosts allowed in uris ("host" or "host:port"); empty = any
+	AgentTLS   bool           // wcs_agent_ssl: allow wss:// uris
+	RootCAs    *x509.CertPool // trust roots for wss:// (nil = system roots)
+
+	AttemptTimeout time.Duration // one attempt: dial + handshake + answer + ICE/DTLS + PUBLISHING (default 10 s)
+	NoMediaTimeout time.Duration // established, nothing received from the remote for this long → reconnect (default 10 s; <0 disables)
+	RetryInitial   time.Duration // first retry delay (default 250 ms)
+	RetryMax       time.Duration // backoff cap (default 5 s)
+	RetryFailed    time.Duration // how long a never-established agent keeps retrying (default 30 s; <0 = no retry)
+	FailedTTL      time.Duration // how long a stopped FAILED agent stays listed (default 60 s)
+	StopWait       time.Duration // terminate: how long to wait for the remote's terminal status (default 1 s)
+
+	Logger *slog.Logger
+}
+
+func (c *Config) defaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.AttemptTimeout, 10*time.Second)
+	def(&c.NoMediaTimeout, 10*time.Second)
+	def(&c.RetryInitial, 250*time.Millisecond)
+	def(&c.RetryMax, 5*time.Second)
+	def(&c.RetryFailed, 30*time.Second)
+	def(&c.FailedTTL, 60*time.Second)
+	def(&c.StopWait, time.Second)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Spec is what /pull/push and /pull/pull ask for.
+type Spec struct {
+	URI              string `json:"uri"`
+	LocalStreamName  string `json:"localStreamName"`
+	RemoteStreamName string `json:"remoteStreamName"`
+}
+
+// Direction of an agent.
+type Direction string
+
+// Directions.
+const (
+	DirectionPush Direction = "push"
+	DirectionPull Direction = "pull"
+)
+
+// Statuses of an agent.
+const (
+	StatusNew             = "NEW"
+	StatusPending         = "PENDING"
+	StatusProcessedRemote = "PROCESSED_REMOTE"
+	StatusFailed          = "FAILED"
+)
+
+// AgentInfo is the agent object of /pull/find and /pull/find_all.
+type AgentInfo struct {
+	LocalMediaSessionID  string    `json:"localMediaSessionId"`
+	RemoteMediaSessionID *string   `json:"remoteMediaSessionId"` // null until the first attempt
+	LocalStreamName      string    `json:"localStreamName"`
+	RemoteStreamName     string    `json:"remoteStreamName"`
+	URI                  string    `json:"uri"`
+	Status               string    `json:"status"`
+	Direction            Direction `json:"direction"`
+	Info                 string    `json:"info"`
+	Reconnects           uint64    `json:"reconnects"`
+	Packets              uint64    `json:"packets"`
+	Bytes                uint64    `json:"bytes"`
+	Bitrate              float64   `json:"bitrate"`
+	RTTMs                float64   `json:"rttMs"`
+	Since                time.Time `json:"since"` // when the status last changed (RFC 3339)
+}
+
+// Filter selects agents; empty fields match anything, set fields are ANDed. URI is compared normalized.
+type Filter struct {
+	LocalMediaSessionID  string    `json:"localMediaSessionId"`
+	RemoteMediaSessionID string    `json:"remoteMediaSessionId"`
+	LocalStreamName      string    `json:"localStreamName"`
+	RemoteStreamName     string    `json:"remoteStreamName"`
+	URI                  string    `json:"uri"`
+	Status               string    `json:"status"`
+	Direction            Direction `json:"direction"`
+}
+
+// Manager owns all relay agents. Its control path (create, find, terminate) is guarded by one mutex.
+type Manager struct {
+	cfg Config
+	tls *tls.Config
+	log *slog.Logger
+
+	mu     sync.Mutex
+	agents map[string]*agent // by localMediaSessionId
+	order  []string          // creation order for stable listings
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// NewManager returns a Manager; cfg.Engine and cfg.Dial are required.
+func NewManager(cfg Config) (*Manager, error) {
+	if cfg.Engine == nil || cfg.Dial == nil {
+		return nil, fmt.Errorf("relay: Config.Engine and Config.Dial are required")
+	}
+	cfg.defaults()
+	m := &Manager{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		agents: map[string]*agent{},
+		tls:    &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12},
+	}
+	return m, nil
+}
+
+// Push creates an agent that publishes local stream spec.LocalStreamName at spec.URI as
+// spec.RemoteStreamName. It returns once the agent exists; the agent connects asynchronously.
+func (m *Manager) Push(ctx context.Context, spec Spec) (AgentInfo, error) {
+	return m.start(spec, DirectionPush)
+}
+
+// Pull creates an agent that plays spec.RemoteStreamName at spec.URI and publishes it here as
+// spec.LocalStreamName.
+func (m *Manager) Pull(ctx context.Context, spec Spec) (AgentInfo, error) {
+	return m.start(spec, DirectionPull)
+}
+
+func (m *Manager) start(spec Spec, dir Direction) (AgentInfo, error) {
+	if spec.LocalStreamName == "" || spec.RemoteStreamName == "" {
+		return AgentInfo{}, fmt.Errorf("%w: localStreamName and remoteStreamName are required", ErrBadRequest)
+	}
+	norm, err := checkURI(spec.URI, m.cfg.AgentTLS, m.cfg.AllowHosts)
+	if err != nil {
+		return AgentInfo{}, err
+	}
+	var path []string
+	switch dir {
+	case DirectionPush:
+		if !m.cfg.Engine.HasStream(spec.LocalStreamName) {
+			return AgentInfo{}, fmt.Errorf("%w: stream %q is not published here", ErrNotFound, spec.LocalStreamName)
+		}
+		path = m.cfg.Engine.StreamPath(spec.LocalStreamName)
+		if m.cfg.ServerID != "" && slices.Contains(path, m.cfg.ServerID) {
+			return AgentInfo{}, fmt.Errorf("%w: stream %q already passed through this server (%v)", ErrLoop, spec.LocalStreamName, path)
+		}
+		path = append(slices.Clone(path), m.cfg.ServerID)
+	case DirectionPull:
+		path = []string{m.cfg.ServerID}
+	}
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return AgentInfo{}, ErrClosed
+	}
+	for _, id := range m.order {
+		o := m.agents[id]
+		same := o.dir == dir && o.norm == norm && o.spec.LocalStreamName == spec.LocalStreamName &&
+			o.spec.RemoteStreamName == spec.RemoteStreamName
+		localClash := dir == DirectionPull && o.dir == DirectionPull && o.spec.LocalStreamName == spec.LocalStreamName
+		if !same && !localClash {
+			continue
+		}
+		if o.stopped() { // a lingering FAILED agent does not block a new one: replace it
+			m.removeLocked(id)
+			continue
+		}
+		if same {
+			return AgentInfo{}, fmt.Errorf("%w: agent %s already relays %q to %s", ErrConflict, id, spec.LocalStreamName, spec.URI)
+		}
+		return AgentInfo{}, fmt.Errorf("%w: pull agent %s already publishes %q here", ErrConflict, id, spec.LocalStreamName)
+	}
+	if dir == DirectionPull && m.cfg.Engine.HasStream(spec.LocalStreamName) {
+		return AgentInfo{}, fmt.Errorf("%w: stream %q is already published here", ErrConflict, spec.LocalStreamName)
+	}
+	a := newAgent(m, spec, dir, norm, pathCustom(path))
+	m.agents[a.localID] = a
+	m.order = append(m.order, a.localID)
+	ai := a.info() // NEW, before the goroutine can move it on
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		a.run()
+	}()
+	m.log.Info("relay agent created", "agent", a.localID, "direction", dir, "uri", spec.URI,
+		"local", spec.LocalStreamName, "remote", spec.RemoteStreamName)
+	return ai, nil
+}
+
+// FindAll lists every agent in creation order.
+func (m *Manager) FindAll() []AgentInfo { return m.Find(Filter{}) }
+
+// Find lists the agents matching f (never nil).
+func (m *Manager) Find(f Filter) []AgentInfo {
+	out := []AgentInfo{}
+	for _, a := range m.match(f) {
+		out = append(out, a.info())
+	}
+	return out
+}
+
+func (m *Manager) match(f Filter) []*agent {
+	normURI := ""
+	if f.URI != "" {
+		n, err := checkURI(f.URI, true, nil)
+		if err != nil {
+			normURI = "\x00invalid" // matches nothing
+		} else {
+			normURI = n
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []*agent
+	for _, id := range m.order {
+		a := m.agents[id]
+		if a.matches(f, normURI) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// Terminate stops and removes the agents matching f: each sends unPublishStream/stopStream, waits briefly for
+// the remote's terminal status and closes. It returns how many were stopped, or ErrNotFound for none.
+func (m *Manager) Terminate(f Filter) (int, error) {
+	found := m.match(f)
+	if len(found) == 0 {
+		return 0, fmt.Errorf("%w: no relay agent matches", ErrNotFound)
+	}
+	m.mu.Lock()
+	for _, a := range found {
+		m.removeLocked(a.localID)
+	}
+	m.mu.Unlock()
+	for _, a := range found {
+		a.cancel(ErrTerminated)
+	}
+	for _, a := range found {
+		<-a.done
+	}
+	return len(found), nil
+}
+
+// Close terminates every agent and waits for their goroutines.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	m.closed = true
+	all := make([]*agent, 0, len(m.agents))
+	for _, id := range m.order {
+		all = append(all, m.agents[id])
+	}
+	m.agents = map[string]*agent{}
+	m.order = nil
+	m.mu.Unlock()
+	for _, a := range all {
+		a.cancel(ErrClosed)
+	}
+	m.wg.Wait()
+	return nil
+}
+
+func (m *Manager) removeLocked(id string) {
+	if _, ok := m.agents[id]; !ok {
+		return
+	}
+	delete(m.agents, id)
+	m.order = slices.DeleteFunc(m.order, func(s string) bool { return s == id })
+}
+
+// expire removes a stopped agent after FailedTTL unless it was already removed or replaced.
+func (m *Manager) expire(a *agent) {
+	time.AfterFunc(m.cfg.FailedTTL, func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.agents[a.localID] == a {
+			m.removeLocked(a.localID)
+		}
+	})
+}
