@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http/httptest"
@@ -243,4 +244,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func contextWithTimeout() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), waitTimeout)
+}
+
+func wrap(err error) error { return fmt.Errorf("context: %w", err) }
+
+func contextDeadline() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 0)
+	defer cancel()
+	<-ctx.Done()
+	return ctx.Err()
 }
