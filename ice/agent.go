@@ -29,6 +29,9 @@ type AgentConfig struct {
 	RemoteUfrag, RemotePwd string
 	RemoteCandidates       []string
 	RemoteLite             bool
+	// DisconnectedTimeout and FailedTimeout override the defaults (lite: 15 s, full: 10 s; then 15 s more to
+	// failed). A failed agent closes Done with ErrFailed.
+	DisconnectedTimeout, FailedTimeout time.Duration
 }
 
 // Timeouts of the pion agents. A lite agent hears only the browser's consent checks (about every 5 s, RFC 7675),
@@ -109,9 +112,15 @@ func (a *Agent) build() error {
 	if a.s.local.Addr().Is6() {
 		networks = append(networks, pionice.NetworkTypeUDP6)
 	}
-	disconnected := fullDisconnectedTimeout
+	disconnected, failed := fullDisconnectedTimeout, failedTimeout
 	if a.cfg.Lite {
 		disconnected = liteDisconnectedTimeout
+	}
+	if a.cfg.DisconnectedTimeout > 0 {
+		disconnected = a.cfg.DisconnectedTimeout
+	}
+	if a.cfg.FailedTimeout > 0 {
+		failed = a.cfg.FailedTimeout
 	}
 	opts := []pionice.AgentOption{
 		pionice.WithICELite(a.cfg.Lite),
@@ -122,7 +131,7 @@ func (a *Agent) build() error {
 		pionice.WithNetworkTypes(networks),
 		pionice.WithIncludeLoopback(),
 		pionice.WithDisconnectedTimeout(disconnected),
-		pionice.WithFailedTimeout(failedTimeout),
+		pionice.WithFailedTimeout(failed),
 	}
 	opts = append(opts, pionice.WithLoggerFactory(pionlog.NewLoggerFactory(a.log)))
 	if accept := a.s.accept; accept != nil {

@@ -174,6 +174,45 @@ func TestLiteAndControlling(t *testing.T) {
 	}
 }
 
+// TestFailureAfterConnect: when the peer goes away, the agent reports ErrFailed on Done.
+func TestFailureAfterConnect(t *testing.T) {
+	sa := serve(t, SocketConfig{Addr: loopback})
+	sb := serve(t, SocketConfig{Addr: loopback})
+	short := AgentConfig{DisconnectedTimeout: 300 * time.Millisecond, FailedTimeout: 300 * time.Millisecond}
+	lcfg, ccfg := short, short
+	lcfg.Lite, ccfg.Controlling = true, true
+	lite, err := sa.NewAgent(lcfg, newRecorder())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lite.Close()
+	ctl, err := sb.NewAgent(ccfg, newRecorder())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lu, lp := lite.LocalCredentials()
+	cu, cp := ctl.LocalCredentials()
+	lite.SetRemote(cu, cp, nil, false)
+	ctl.SetRemote(lu, lp, lite.LocalCandidates(), true)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { _, _ = lite.Connect(ctx) })
+	if _, err := ctl.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	ctl.Close()
+	select {
+	case <-lite.Done():
+		if !errors.Is(lite.Err(), ErrFailed) {
+			t.Fatalf("Err %v", lite.Err())
+		}
+	case <-ctx.Done():
+		t.Fatal("lite agent did not fail")
+	}
+}
+
 func TestConnectTimeout(t *testing.T) {
 	s := serve(t, SocketConfig{Addr: loopback})
 	a, err := s.NewAgent(AgentConfig{Lite: true, RemoteUfrag: "abcd", RemotePwd: "0123456789012345678901"}, newRecorder())

@@ -138,3 +138,35 @@ func BenchmarkHandleSRTP(b *testing.B) {
 		})
 	}
 }
+
+func TestHandleSRTCP(t *testing.T) {
+	s, _ := keyedSession(t, dtls.ProfileAEADAES128GCM)
+	_, senderRTCP, _, err := srtp.NewPairFromKeys(dtls.ProfileAEADAES128GCM, benchKey, benchSalt(dtls.ProfileAEADAES128GCM), benchKey, benchSalt(dtls.ProfileAEADAES128GCM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := newChanSink()
+	s.SetSink(sink)
+	plain := []byte{0x81, 206, 0, 2, 0, 0, 0, 1, 0, 0, 0xa, 0xbc} // PLI
+	sealed, err := senderRTCP.EncryptRTCP(make([]byte, 0, 64), plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := packet.Get()
+	defer p.Release()
+	p.SetLen(copy(p.ReadSlice(), sealed))
+	s.HandleSRTCP(p, netip.MustParseAddrPort("127.0.0.1:9"))
+	select {
+	case got := <-sink.rtcp:
+		if !bytes.Equal(got, plain) {
+			t.Fatalf("got %x", got)
+		}
+	default:
+		t.Fatal("no RTCP")
+	}
+	p.SetLen(copy(p.ReadSlice(), sealed)) // replay
+	s.HandleSRTCP(p, netip.MustParseAddrPort("127.0.0.1:9"))
+	if st := s.Stats(); st.RTCPIn != 1 || st.DecryptFailures != 1 {
+		t.Fatalf("%+v", st)
+	}
+}
