@@ -1,0 +1,237 @@
+package media
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+
+	"github.com/rtcrelay/rtcrelay/forwarder"
+	"github.com/rtcrelay/rtcrelay/packet"
+	"github.com/rtcrelay/rtcrelay/relay"
+	"github.com/rtcrelay/rtcrelay/sdp"
+)
+
+// feed is the publisher side of a stream pulled from another server. It outlives the outbound sessions of its
+// relay agent: each reconnect attaches a new session, and the feed keeps the stream's SSRCs, sequence numbers and
+// timestamps continuous for the local players, who never notice the gap except as missing packets.
+type feed struct {
+	name   string
+	stream *forwarder.Stream // set once, when the first session attached (under Engine.mu)
+	cur    atomic.Pointer[outbound]
+	tracks []*feedTrack // fixed once the stream is published
+}
+
+// feedTrack is one track of a feed. Its mutable fields are used only on the socket reader goroutine.
+type feedTrack struct {
+	kind    string
+	clock   uint32
+	outSSRC uint32
+
+	inSSRC   atomic.Uint32 // the current session's SSRC for this track (read by WriteRTCP on other goroutines)
+	pt       atomic.Uint32 // the current session's payload type
+	seqOff   uint16
+	tsOff    uint32
+	lastSeq  uint16
+	lastTS   uint32
+	lastWall int64
+	started  bool
+}
+
+// attachPull makes o the session that feeds its stream, publishing the stream on the first attach.
+func (e *Engine) attachPull(o *outbound, ans *sdp.Description) error {
+	f := o.pull
+	var infos []forwarder.TrackInfo
+	var media []sdp.Media
+	for _, m := range ans.Media {
+		if m.Rejected || len(m.Codecs) == 0 || (m.Direction != "sendonly" && m.Direction != "sendrecv") {
+			continue
+		}
+		media = append(media, m)
+	}
+	if len(media) == 0 {
+		return fmt.Errorf("pull %q: the remote sends nothing: %w", f.name, sdp.ErrNoCommonCodec)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p := e.streams[f.name]
+	switch {
+	case p == nil:
+		f.tracks = nil
+		for _, m := range media {
+			t := &feedTrack{kind: m.Kind, clock: m.Codecs[0].ClockRate, outSSRC: randomSSRC()}
+			f.tracks = append(f.tracks, t)
+			infos = append(infos, forwarder.TrackInfo{Kind: m.Kind, Codec: m.Codecs[0], SSRC: t.outSSRC})
+		}
+		st, err := e.reg.Publish(f.name, infos, f)
+		if err != nil {
+			return err
+		}
+		f.stream = st
+		e.streams[f.name] = &published{stream: st, feed: f}
+		go func() {
+			<-st.Done()
+			e.mu.Lock()
+			if q := e.streams[f.name]; q != nil && q.stream == st {
+				delete(e.streams, f.name)
+			}
+			e.mu.Unlock()
+			if c := f.cur.Load(); c != nil {
+				c.Close(classify(forwarder.ErrPublisherStopped))
+			}
+		}()
+	case p.feed != f:
+		return fmt.Errorf("pull %q: %w", f.name, errors.Join(relay.ErrConflict, forwarder.ErrNameInUse))
+	}
+	for _, t := range f.tracks {
+		t.pt.Store(0xffff)
+		for _, m := range media {
+			if m.Kind == t.kind {
+				t.pt.Store(uint32(m.Codecs[0].PayloadType))
+			}
+		}
+	}
+	f.cur.Store(o)
+	o.s.SetSink(&feedSink{f: f, o: o})
+	return nil
+}
+
+// endPull ends the pulled stream unless a newer session took it over.
+func (e *Engine) endPull(o *outbound) {
+	f := o.pull
+	if c := f.cur.Load(); c != nil && c != o {
+		return
+	}
+	e.mu.Lock()
+	st := f.stream
+	e.mu.Unlock()
+	if st != nil {
+		st.Close()
+	}
+}
+
+// detach forgets o as the feeding session.
+func (f *feed) detach(o *outbound) { f.cur.CompareAndSwap(o, nil) }
+
+// WriteRTCP sends the forwarder's RTCP for the publisher (PLI/FIR, receiver reports) to the current remote,
+// with our stable SSRCs mapped back to the remote's.
+func (f *feed) WriteRTCP(plain []byte) error {
+	o := f.cur.Load()
+	if o == nil {
+		return errors.New("pull: no remote session attached")
+	}
+	pkts, err := rtcp.Unmarshal(plain)
+	if err != nil {
+		return fmt.Errorf("pull rtcp: %w", err)
+	}
+	m := func(ssrc uint32) uint32 {
+		for _, t := range f.tracks {
+			if t.outSSRC == ssrc {
+				return t.inSSRC.Load()
+			}
+		}
+		return ssrc
+	}
+	for _, p := range pkts {
+		switch p := p.(type) {
+		case *rtcp.PictureLossIndication:
+			p.MediaSSRC = m(p.MediaSSRC)
+		case *rtcp.FullIntraRequest:
+			p.MediaSSRC = m(p.MediaSSRC)
+			for i := range p.FIR {
+				p.FIR[i].SSRC = m(p.FIR[i].SSRC)
+			}
+		case *rtcp.TransportLayerNack:
+			p.MediaSSRC = m(p.MediaSSRC)
+		case *rtcp.ReceiverReport:
+			for i := range p.Reports {
+				p.Reports[i].SSRC = m(p.Reports[i].SSRC)
+			}
+		}
+	}
+	out, err := rtcp.Marshal(pkts)
+	if err != nil {
+		return fmt.Errorf("pull rtcp: %w", err)
+	}
+	return o.s.WriteRTCP(out)
+}
+
+// feedSink takes one session's decrypted media and hands it to the stream with the feed's stable numbering.
+type feedSink struct {
+	f *feed
+	o *outbound
+}
+
+func (k *feedSink) track(pt uint8) *feedTrack {
+	for _, t := range k.f.tracks {
+		if t.pt.Load() == uint32(pt) {
+			return t
+		}
+	}
+	return nil
+}
+
+// HandleRTP rewrites SSRC, sequence number and timestamp in place and forwards (socket reader goroutine).
+func (k *feedSink) HandleRTP(p *packet.Buffer) {
+	if k.f.cur.Load() != k.o {
+		return
+	}
+	t := k.track(p.Header.PayloadType)
+	b := p.Bytes()
+	if t == nil || len(b) < 12 {
+		return
+	}
+	h := &p.Header
+	if h.SSRC != t.inSSRC.Load() {
+		// A new remote session: continue our numbering where the last one stopped.
+		if t.started {
+			t.seqOff = t.lastSeq + 1 - h.SequenceNumber
+			elapsed := time.Now().UnixNano() - t.lastWall
+			t.tsOff = t.lastTS + uint32(uint64(elapsed)*uint64(t.clock)/uint64(time.Second)) - h.Timestamp
+		}
+		t.inSSRC.Store(h.SSRC)
+	}
+	h.SequenceNumber += t.seqOff
+	h.Timestamp += t.tsOff
+	h.SSRC = t.outSSRC
+	binary.BigEndian.PutUint16(b[2:4], h.SequenceNumber)
+	binary.BigEndian.PutUint32(b[4:8], h.Timestamp)
+	binary.BigEndian.PutUint32(b[8:12], h.SSRC)
+	t.lastSeq, t.lastTS, t.lastWall, t.started = h.SequenceNumber, h.Timestamp, time.Now().UnixNano(), true
+	k.f.stream.HandleRTP(p)
+}
+
+// HandleRTCP forwards the remote's sender reports with our SSRCs and timestamps; the rest ends here.
+func (k *feedSink) HandleRTCP(plain []byte) {
+	if k.f.cur.Load() != k.o {
+		return
+	}
+	pkts, err := rtcp.Unmarshal(plain)
+	if err != nil {
+		return
+	}
+	var keep []rtcp.Packet
+	for _, p := range pkts {
+		sr, ok := p.(*rtcp.SenderReport)
+		if !ok {
+			continue
+		}
+		for _, t := range k.f.tracks {
+			if t.inSSRC.Load() == sr.SSRC {
+				sr.SSRC = t.outSSRC
+				sr.RTPTime += t.tsOff
+				sr.Reports = nil
+				keep = append(keep, sr)
+			}
+		}
+	}
+	if len(keep) == 0 {
+		return
+	}
+	if out, err := rtcp.Marshal(keep); err == nil {
+		k.f.stream.HandleRTCP(out)
+	}
+}

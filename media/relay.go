@@ -1,0 +1,224 @@
+package media
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rtcrelay/rtcrelay/forwarder"
+	"github.com/rtcrelay/rtcrelay/relay"
+	"github.com/rtcrelay/rtcrelay/sdp"
+	"github.com/rtcrelay/rtcrelay/session"
+)
+
+var _ relay.Engine = (*Engine)(nil)
+
+// HasStream reports whether name is published here.
+func (e *Engine) HasStream(name string) bool { return e.Available(name) }
+
+// StreamDone is closed when the local stream name ends (already closed when it is not published).
+func (e *Engine) StreamDone(name string) <-chan struct{} {
+	if st, ok := e.reg.Lookup(name); ok {
+		return st.Done()
+	}
+	c := make(chan struct{})
+	close(c)
+	return c
+}
+
+// StreamPath is the relay path the local stream name was published with.
+func (e *Engine) StreamPath(name string) []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if p := e.streams[name]; p != nil {
+		return relay.ParsePath(json.RawMessage(p.custom))
+	}
+	return nil
+}
+
+// outbound is one outbound relay session (one attempt of a relay agent).
+type outbound struct {
+	*wait
+	e      *Engine
+	s      *session.Session
+	tracks []sdp.Track // what we offered
+	pull   *feed       // nil for a push
+	stream *forwarder.Stream // the local stream a push plays
+	player atomic.Pointer[forwarder.Player]
+
+	statsMu  sync.Mutex
+	lastIn   uint64
+	lastSeen time.Time
+	lastRate time.Time
+	lastOut  uint64
+	rate     float64
+}
+
+// OfferPush makes an outbound sendonly session that will be a player of the local stream name.
+func (e *Engine) OfferPush(_ context.Context, name string) (relay.Outbound, string, error) {
+	st, ok := e.reg.Lookup(name)
+	if !ok {
+		return nil, "", classify(fmt.Errorf("push %q: %w", name, forwarder.ErrNotFound))
+	}
+	s, err := session.NewOfferer(e.sessionConfig(e.log.With("stream", name, "role", "push")))
+	if err != nil {
+		return nil, "", err
+	}
+	var tracks []sdp.Track
+	for i, t := range st.Tracks() {
+		tracks = append(tracks, sdp.Track{Mid: strconv.Itoa(i), Kind: t.Kind, Codec: t.Codec, SSRC: randomSSRC(), Direction: "sendonly"})
+	}
+	offer, err := sdp.BuildOffer(s.Transport(), tracks, "rtcrelay-"+randomID(4), "rtcrelay")
+	if err != nil {
+		s.Close(err)
+		return nil, "", err
+	}
+	o := &outbound{e: e, s: s, tracks: tracks}
+	o.wait = newWait(func(cause error) {
+		s.Close(cause)
+		if p := o.player.Load(); p != nil {
+			p.Close()
+		}
+	})
+	go func() {
+		select {
+		case <-st.Done():
+			o.Close(classify(forwarder.ErrPublisherStopped))
+		case <-o.Done():
+		}
+	}()
+	o.stream = st
+	return o, offer, nil
+}
+
+// OfferPull makes an outbound recvonly session that will feed the local stream name.
+func (e *Engine) OfferPull(_ context.Context, name string) (relay.Outbound, string, error) {
+	e.mu.Lock()
+	p := e.streams[name]
+	e.mu.Unlock()
+	f := &feed{name: name}
+	switch {
+	case p != nil && p.feed == nil:
+		return nil, "", fmt.Errorf("pull %q: %w", name, errors.Join(relay.ErrConflict, forwarder.ErrNameInUse))
+	case p != nil:
+		f = p.feed
+	}
+	s, err := session.NewOfferer(e.sessionConfig(e.log.With("stream", name, "role", "pull")))
+	if err != nil {
+		return nil, "", err
+	}
+	tracks := []sdp.Track{{Mid: "0", Kind: "audio", Direction: "recvonly"}, {Mid: "1", Kind: "video", Direction: "recvonly"}}
+	offer, err := sdp.BuildOffer(s.Transport(), tracks, "rtcrelay-"+randomID(4), "rtcrelay")
+	if err != nil {
+		s.Close(err)
+		return nil, "", err
+	}
+	o := &outbound{e: e, s: s, tracks: tracks, pull: f}
+	o.wait = newWait(func(cause error) {
+		s.Close(cause)
+		o.pull.detach(o)
+	})
+	return o, offer, nil
+}
+
+// Accept applies the remote's answer and brings the session up in the background.
+func (o *outbound) Accept(answerSDP string) error {
+	ans, err := sdp.Parse(answerSDP)
+	if err != nil {
+		return fmt.Errorf("remote answer: %w", err)
+	}
+	if err := o.s.SetRemote(ans); err != nil {
+		return fmt.Errorf("remote answer: %w", err)
+	}
+	go o.run(ans)
+	return nil
+}
+
+func (o *outbound) run(ans *sdp.Description) {
+	err := o.s.Start(context.Background())
+	if err == nil {
+		if o.pull != nil {
+			err = o.e.attachPull(o, ans)
+		} else {
+			err = o.attachPush(ans)
+		}
+	}
+	o.setReady(classify(err))
+	if err != nil {
+		o.Close(classify(err))
+		return
+	}
+	select {
+	case <-o.s.Done():
+		o.Close(classify(o.s.Err()))
+	case <-o.Done():
+	}
+}
+
+// attachPush subscribes the outbound session as a player of the local stream, with the tracks the remote accepted.
+func (o *outbound) attachPush(ans *sdp.Description) error {
+	var tracks []sdp.Track
+	for _, t := range o.tracks {
+		for _, m := range ans.Media {
+			if m.Mid == t.Mid && !m.Rejected && m.Direction != "inactive" {
+				tracks = append(tracks, t)
+			}
+		}
+	}
+	st := o.stream
+	p, err := st.Subscribe(o.s, tracks)
+	if err != nil {
+		return err
+	}
+	o.player.Store(p)
+	o.s.SetSink(p)
+	go func() {
+		select {
+		case <-p.Done():
+			o.Close(classify(p.Err()))
+		case <-o.Done():
+		}
+	}()
+	return nil
+}
+
+// EndLocal ends the local stream fed by a pull (its players get their terminal status).
+func (o *outbound) EndLocal() {
+	if o.pull != nil {
+		o.e.endPull(o)
+	}
+}
+
+// Stats is a snapshot of the relay session's counters.
+func (o *outbound) Stats() relay.OutboundStats {
+	ss := o.s.Stats()
+	o.statsMu.Lock()
+	defer o.statsMu.Unlock()
+	now := time.Now()
+	in := ss.RTPIn + ss.RTCPIn
+	if in != o.lastIn {
+		o.lastIn, o.lastSeen = in, now
+	}
+	st := relay.OutboundStats{LastPacket: o.lastSeen}
+	if o.pull != nil {
+		st.Packets, st.Bytes = ss.RTPIn, ss.RTPBytesIn
+	} else {
+		st.Packets, st.Bytes = ss.RTPOut, ss.RTPBytesOut
+		if p := o.player.Load(); p != nil {
+			st.RTTMs = float64(p.Stats().RTT) / float64(time.Millisecond)
+		}
+	}
+	if d := now.Sub(o.lastRate); d >= time.Second {
+		if !o.lastRate.IsZero() {
+			o.rate = float64(st.Bytes-o.lastOut) * 8 / d.Seconds()
+		}
+		o.lastRate, o.lastOut = now, st.Bytes
+	}
+	st.Bitrate = o.rate
+	return st
+}
