@@ -432,3 +432,62 @@ func TestHandshakeBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestInteropPionServer: we are the DTLS client (a=setup:active) against a
+// pion/dtls server configured like pion/webrtc (AES_256_GCM first); we do not
+// offer 256, so AES_128_GCM is chosen.
+func TestInteropPionServer(t *testing.T) {
+	srvCert, cliCert := mustCert(t), mustCert(t)
+	sConn, cConn := udpPair(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+
+	type srvResult struct {
+		dc  *piondtls.Conn
+		err error
+	}
+	srvCh := make(chan srvResult, 1)
+	go func() {
+		dc, err := piondtls.ServerWithOptions(sConn, cConn.LocalAddr(),
+			piondtls.WithCertificates(srvCert.TLSCertificate()),
+			piondtls.WithSRTPProtectionProfiles(piondtls.SRTP_AEAD_AES_256_GCM, piondtls.SRTP_AEAD_AES_128_GCM,
+				piondtls.SRTP_AES128_CM_HMAC_SHA1_80),
+			piondtls.WithClientAuth(piondtls.RequireAnyClientCert),
+			piondtls.WithInsecureSkipVerify(true),
+			piondtls.WithVerifyPeerCertificate(func(raw [][]byte, _ [][]*x509.Certificate) error {
+				c, err := x509.ParseCertificate(raw[0])
+				if err != nil {
+					return err
+				}
+				if fp, _ := pionfp.Fingerprint(c, crypto.SHA256); !strings.EqualFold(fp, cliCert.Fingerprint()) {
+					return errors.New("client fingerprint mismatch")
+				}
+
+				return nil
+			}))
+		if err == nil {
+			err = dc.HandshakeContext(ctx)
+		}
+		srvCh <- srvResult{dc, err}
+	}()
+	conn, keys, err := Handshake(ctx, cConn, sConn.LocalAddr(), HandshakeConfig{
+		Certificate: cliCert, Role: RoleClient, RemoteFingerprint: "sha-256 " + srvCert.Fingerprint(), Logger: testLogger(t),
+	})
+	srv := <-srvCh
+	if err != nil || srv.err != nil {
+		t.Fatalf("our client err %v, pion server err %v", err, srv.err)
+	}
+	defer func() { _ = srv.dc.Close() }()
+	defer func() { _ = conn.Close() }()
+	if keys.Profile != ProfileAEADAES128GCM {
+		t.Fatalf("profile %#04x", keys.Profile)
+	}
+	state, _ := srv.dc.ConnectionState()
+	cfg := pionsrtp.Config{Profile: pionsrtp.ProtectionProfileAeadAes128Gcm}
+	if err := cfg.ExtractSessionKeysFromDTLS(&state, false); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(cfg.Keys.LocalMasterKey, keys.RemoteKey) || !bytes.Equal(cfg.Keys.RemoteMasterSalt, keys.LocalSalt) {
+		t.Fatal("keys differ from pion/srtp's extraction on the server")
+	}
+}
