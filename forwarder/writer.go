@@ -130,7 +130,10 @@ func (w *writer) handle(e entry) {
 	if !ok {
 		return
 	}
-	now := w.st.mono()
+	now := e.p.Arrival // the socket reader's stamp; abs-send-time is restamped from it
+	if now == 0 {
+		now = w.st.mono()
+	}
 	if e.dt != nil {
 		if e.dt.p.closed.Load() || !e.dt.started {
 			return
