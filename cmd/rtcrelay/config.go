@@ -14,6 +14,9 @@ import (
 	"time"
 )
 
+// errHelp reports that -h was asked for and usage printed.
+var errHelp = flag.ErrHelp
+
 // Config is the whole server configuration. It is loaded once, in one pipeline: defaults → config file → environment
 // (RTCRELAY_<NAME>) → command-line flags, then validated; it is never changed afterwards.
 type Config struct {
@@ -54,6 +57,10 @@ type Config struct {
 // with '-' → '_', the RTCRELAY_ environment variable.
 func (c *Config) flagSet() *flag.FlagSet {
 	fs := flag.NewFlagSet("rtcrelay", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: rtcrelay [flags]\n\nEvery flag is also RTCRELAY_<NAME> in the environment and a key in the --config file.\n\n")
+		fs.PrintDefaults()
+	}
 	fs.String("config", "", "configuration file (key=value lines or a JSON object; keys are flag names)")
 	fs.StringVar(&c.ListenHost, "listen-host", "127.0.0.1", "address the WebSocket and HTTP listeners bind (0.0.0.0 for all)")
 	fs.IntVar(&c.WSPort, "ws-port", 8080, "WebSocket signaling port, ws:// (0 disables)")
@@ -119,6 +126,9 @@ func LoadConfig(args, env []string, stderr io.Writer) (*Config, error) {
 	fs := c.flagSet()
 	fs.SetOutput(stderr)
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, errHelp
+		}
 		return nil, err
 	}
 	if fs.NArg() > 0 {

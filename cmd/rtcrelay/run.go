@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/rtcrelay/rtcrelay/dtls"
+	"github.com/rtcrelay/rtcrelay/ice"
+	"github.com/rtcrelay/rtcrelay/media"
+	"github.com/rtcrelay/rtcrelay/relay"
+	"github.com/rtcrelay/rtcrelay/rest"
+	"github.com/rtcrelay/rtcrelay/signaling"
+	"github.com/rtcrelay/rtcrelay/web"
+)
+
+// run wires the server together and serves until ctx ends, then shuts down gracefully: every client gets its
+// stream's terminal status before the sockets close.
+func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
+	var cert *dtls.Certificate
+	var err error
+	if cfg.DTLSCert != "" {
+		cert, err = dtls.LoadCertificate(cfg.DTLSCert, cfg.DTLSKey)
+	} else {
+		cert, err = dtls.GenerateCertificate()
+	}
+	if err != nil {
+		return fmt.Errorf("DTLS certificate: %w", err)
+	}
+	var tlsCfg *tls.Config
+	if cfg.TLSCert != "" {
+		c, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("TLS certificate: %w", err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{c}, MinVersion: tls.VersionTLS12}
+	}
+	serverID := cfg.ServerID
+	if serverID == "" {
+		b := make([]byte, 6)
+		_, _ = rand.Read(b)
+		serverID = hex.EncodeToString(b)
+	}
+
+	bind := netip.MustParseAddr(cfg.MediaBind)
+	advertise := cfg.IPs
+	if len(advertise) == 0 && bind.IsUnspecified() {
+		advertise = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+	}
+	var accept func(netip.Addr) bool
+	if len(cfg.AcceptRemote) > 0 {
+		prefixes := slices.Clone(cfg.AcceptRemote)
+		accept = func(a netip.Addr) bool {
+			a = a.Unmap()
+			return slices.ContainsFunc(prefixes, func(p netip.Prefix) bool { return p.Contains(a) })
+		}
+	}
+	sock, err := ice.Listen(ice.SocketConfig{
+		Addr:         netip.AddrPortFrom(bind, uint16(cfg.MediaPort)),
+		Advertise:    advertise,
+		AcceptRemote: accept,
+		ReadBuffer:   4 << 20,
+		WriteBuffer:  4 << 20,
+		Logger:       log.With("component", "media-socket"),
+	})
+	if err != nil {
+		return fmt.Errorf("media socket: %w", err)
+	}
+	log.Info("media socket up", "addr", sock.LocalAddr().String(), "advertise", advertise, "dtls_fingerprint", cert.Fingerprint())
+	sockCtx, stopSock := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSock()
+	sockDone := make(chan error, 1)
+	go func() { sockDone <- sock.Serve(sockCtx) }()
+
+	engine := media.New(media.Config{
+		Socket:      sock,
+		Certificate: cert,
+		ICETimeout:  cfg.ICETimeout,
+		DTLSTimeout: cfg.DTLSTimeout,
+		ServerID:    serverID,
+		Logger:      log.With("component", "media"),
+	})
+	sig := signaling.NewServer(signaling.ServerConfig{
+		Engine:         engine,
+		Logger:         log.With("component", "signaling"),
+		PingInterval:   cfg.PingInterval,
+		MaxMissedPongs: cfg.PingProbes,
+		ReadyTimeout:   cfg.ICETimeout + cfg.DTLSTimeout + 5*time.Second,
+	})
+	var roots *x509.CertPool
+	if cfg.AgentCA != "" {
+		pem, err := os.ReadFile(cfg.AgentCA)
+		if err != nil {
+			_ = sock.Close()
+			return fmt.Errorf("agent-ca: %w", err)
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			_ = sock.Close()
+			return fmt.Errorf("agent-ca %s: no PEM certificates", cfg.AgentCA)
+		}
+	}
+	relays, err := relay.NewManager(relay.Config{
+		Engine:         engine,
+		Dial:           signalingDial(log.With("component", "relay-client"), cfg.AgentInsecure),
+		ServerID:       serverID,
+		AllowHosts:     cfg.RelayAllow,
+		AgentTLS:       cfg.AgentSSL,
+		RootCAs:        roots,
+		AttemptTimeout: cfg.ICETimeout + cfg.DTLSTimeout,
+		NoMediaTimeout: cfg.RelayNoMedia,
+		FailedTTL:      cfg.RelayFailedTTL,
+		Logger:         log.With("component", "relay"),
+	})
+	if err != nil {
+		_ = sock.Close()
+		return fmt.Errorf("relay manager: %w", err)
+	}
+
+	api := rest.NewHandler(rest.Config{Relays: relays, Streams: sig, Connections: sig, Token: cfg.RESTToken, Logger: log.With("component", "rest")})
+	pages := web.Handler(web.Config{WSPort: cfg.WSPort, WSSPort: cfg.WSSPort})
+	httpMux := http.NewServeMux()
+	httpMux.Handle("/rest-api/", api)
+	httpMux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "serverId": serverID, "socket": sock.Stats(), "signaling": sig.Stats()})
+	})
+	httpMux.Handle("/", pages)
+
+	lctx, stopListeners := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopListeners()
+	waitListeners, err := serveAll(lctx, log, cfg.ListenHost, tlsCfg, []listener{
+		{name: "ws", port: cfg.WSPort, handler: sig},
+		{name: "wss", port: cfg.WSSPort, tls: true, handler: sig},
+		{name: "http", port: cfg.HTTPPort, handler: httpMux},
+		{name: "https", port: cfg.HTTPSPort, tls: true, handler: httpMux},
+	})
+	if err != nil {
+		stopSock()
+		_ = sock.Close()
+		return err
+	}
+	log.Info("rtcrelay running", "server_id", serverID)
+
+	select {
+	case <-ctx.Done():
+	case err := <-sockDone:
+		log.Error("media socket stopped", "err", err)
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = relays.Close()
+	if err := sig.Shutdown(sctx); err != nil {
+		log.Warn("signaling shutdown", "err", err)
+	}
+	stopListeners()
+	waitListeners()
+	engine.Registry().Close()
+	stopSock()
+	_ = sock.Close()
+	log.Info("stopped")
+	return nil
+}
+
+// signalingDial makes relay agents clients of the WCS WebSocket protocol (signaling.Client).
+func signalingDial(log *slog.Logger, insecure bool) relay.DialFunc {
+	return func(ctx context.Context, uri string, tlsCfg *tls.Config) (relay.Conn, error) {
+		if tlsCfg != nil && insecure {
+			tlsCfg = tlsCfg.Clone()
+			tlsCfg.InsecureSkipVerify = true
+		}
+		c, err := signaling.Dial(ctx, uri, signaling.ClientConfig{TLS: tlsCfg, Logger: log.With("uri", uri)})
+		if err != nil {
+			return nil, err
+		}
+		return clientConn{c}, nil
+	}
+}
+
+// clientConn adapts signaling.Client to relay.Conn.
+type clientConn struct{ c *signaling.Client }
+
+func (a clientConn) Publish(ctx context.Context, name, id, offer string, custom json.RawMessage) (string, <-chan relay.StreamStatus, error) {
+	answer, err := a.c.Publish(ctx, name, id, offer, custom)
+	if err != nil {
+		return "", nil, err
+	}
+	return answer, a.statuses(id), nil
+}
+
+func (a clientConn) Play(ctx context.Context, name, id, offer string, custom json.RawMessage) (string, <-chan relay.StreamStatus, error) {
+	answer, err := a.c.Play(ctx, name, id, offer, custom)
+	if err != nil {
+		return "", nil, err
+	}
+	return answer, a.statuses(id), nil
+}
+
+func (a clientConn) statuses(id string) <-chan relay.StreamStatus {
+	out := make(chan relay.StreamStatus, 8)
+	in := a.c.Status(id)
+	go func() {
+		defer close(out)
+		if in == nil {
+			return
+		}
+		for st := range in {
+			out <- relay.StreamStatus{Status: st.Status, Info: st.Info}
+		}
+	}()
+	return out
+}
+
+func (a clientConn) Stop(ctx context.Context, id string, _ bool) error {
+	err := a.c.Stop(ctx, id)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return nil
+	}
+	return err
+}
+func (a clientConn) Close() error          { return a.c.Close() }
+func (a clientConn) Done() <-chan struct{} { return a.c.Done() }
