@@ -35,7 +35,7 @@ func TestHandshake(t *testing.T) {
 }
 
 func TestPingPong(t *testing.T) {
-	srv, hs, _ := newTestServer(t, ServerConfig{PingInterval: 10 * time.Millisecond, MaxMissedPongs: 3})
+	srv, hs, _ := newTestServer(t, ServerConfig{PingInterval: 10 * time.Millisecond, MaxMissedPongs: 20})
 	c := dialRaw(t, hs, false)
 	c.handshake()
 	waitFor(t, "server pings", func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.pings >= 10 })
