@@ -37,12 +37,16 @@ type StreamStatus struct {
 // tlsConfig is non-nil for wss:// and carries the configured trust roots.
 type DialFunc func(ctx context.Context, uri string, tlsConfig *tls.Config) (Conn, error)
 
-// remoteInfo returns the remote's info text of an error from Publish/Play: the Info() string of the first
-// error in the chain that has one, else the error text.
+// remoteInfo returns the remote's info text of an error from Publish/Play: the Info() or WCSInfo() string
+// of the first error in the chain that has one (signaling.StreamError), else the error text.
 func remoteInfo(err error) string {
 	var ie interface{ Info() string }
 	if errors.As(err, &ie) && ie.Info() != "" {
 		return ie.Info()
+	}
+	var we interface{ WCSInfo() string }
+	if errors.As(err, &we) && we.WCSInfo() != "" {
+		return we.WCSInfo()
 	}
 	return err.Error()
 }

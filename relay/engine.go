@@ -35,7 +35,8 @@ type Engine interface {
 	// published and its players stay attached, and the next OfferPull for the same name (the reconnect)
 	// takes the stream over and asks the players' senders for a keyframe. The stream ends only when
 	// EndLocal is called on the last Outbound of that name. OfferPull fails with an error wrapping
-	// ErrConflict when name is published by someone other than a pull relay's Outbound.
+	// ErrConflict when name is published by someone other than a pull relay's Outbound. An Outbound closed
+	// before its Ready returned must not publish (the agent gave up on that attempt).
 	OfferPull(ctx context.Context, name string) (Outbound, string, error)
 }
 

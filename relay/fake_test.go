@@ -112,6 +112,7 @@ type fakeOut struct {
 	err    error
 	last   time.Time
 	ended  bool
+	closed bool
 }
 
 func (o *fakeOut) Accept(answer string) error {
@@ -127,7 +128,9 @@ func (o *fakeOut) Accept(answer string) error {
 func (o *fakeOut) Ready(ctx context.Context) error {
 	select {
 	case err := <-o.ready:
-		if err == nil && o.pull {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if err == nil && o.pull && !o.closed {
 			o.e.mu.Lock()
 			if _, ok := o.e.streams[o.name]; !ok {
 				o.e.streams[o.name] = make(chan struct{})
@@ -153,6 +156,7 @@ func (o *fakeOut) Close(cause error) {
 	o.once.Do(func() {
 		o.mu.Lock()
 		o.err = cause
+		o.closed = true
 		o.mu.Unlock()
 		close(o.done)
 	})

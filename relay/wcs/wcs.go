@@ -1,0 +1,115 @@
+// Package wcs adapts signaling.Client (the WCS WebSocket client) to relay.Conn, so that relay agents speak the
+// protocol browsers speak. It lives apart from relay so that signaling and media may import relay.
+package wcs
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"log/slog"
+	"sync"
+
+	"github.com/rtcrelay/rtcrelay/relay"
+	"github.com/rtcrelay/rtcrelay/signaling"
+)
+
+// statusBuffer is how many statuses of one stream may wait for the agent (it reads them promptly; a full
+// buffer drops, and the terminal status is also seen through Done).
+const statusBuffer = 16
+
+// Dialer returns a relay.DialFunc over signaling.Dial.
+func Dialer(log *slog.Logger) relay.DialFunc {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return func(ctx context.Context, uri string, tlsConfig *tls.Config) (relay.Conn, error) {
+		a := &conn{subs: map[string]chan relay.StreamStatus{}}
+		c, err := signaling.Dial(ctx, uri, signaling.ClientConfig{TLS: tlsConfig, Logger: log, OnStatus: a.onStatus})
+		if err != nil {
+			return nil, err
+		}
+		a.c = c
+		go func() {
+			<-c.Done()
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			a.closed = true
+			for id, ch := range a.subs {
+				close(ch)
+				delete(a.subs, id)
+			}
+		}()
+		return a, nil
+	}
+}
+
+type conn struct {
+	c *signaling.Client
+
+	mu     sync.Mutex
+	subs   map[string]chan relay.StreamStatus // by mediaSessionId
+	closed bool
+}
+
+var _ relay.Conn = (*conn)(nil)
+
+// onStatus runs on the client's reader goroutine: route without blocking.
+func (a *conn) onStatus(st signaling.StreamStatus) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ch := a.subs[st.MediaSessionID]
+	if ch == nil {
+		return
+	}
+	select {
+	case ch <- relay.StreamStatus{Status: st.Status, Info: st.Info}:
+	default:
+	}
+}
+
+func (a *conn) subscribe(id string) chan relay.StreamStatus {
+	ch := make(chan relay.StreamStatus, statusBuffer)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		close(ch)
+		return ch
+	}
+	a.subs[id] = ch
+	return ch
+}
+
+func (a *conn) unsubscribe(id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if ch, ok := a.subs[id]; ok {
+		close(ch)
+		delete(a.subs, id)
+	}
+}
+
+func (a *conn) Publish(ctx context.Context, name, id, offer string, custom json.RawMessage) (string, <-chan relay.StreamStatus, error) {
+	ch := a.subscribe(id)
+	answer, err := a.c.Publish(ctx, name, id, offer, custom)
+	if err != nil {
+		a.unsubscribe(id)
+		return "", nil, err
+	}
+	return answer, ch, nil
+}
+
+func (a *conn) Play(ctx context.Context, name, id, offer string, custom json.RawMessage) (string, <-chan relay.StreamStatus, error) {
+	ch := a.subscribe(id)
+	answer, err := a.c.Play(ctx, name, id, offer, custom)
+	if err != nil {
+		a.unsubscribe(id)
+		return "", nil, err
+	}
+	return answer, ch, nil
+}
+
+// Stop sends unPublishStream/stopStream (the client knows which) and waits for the terminal status.
+func (a *conn) Stop(ctx context.Context, id string, _ bool) error { return a.c.Stop(ctx, id) }
+
+func (a *conn) Close() error          { return a.c.Close() }
+func (a *conn) Done() <-chan struct{} { return a.c.Done() }
