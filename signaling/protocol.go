@@ -5,6 +5,18 @@
 // Every frame is a text frame carrying {"message": name, "data": [...]}. Server
 // messages always carry a data array, because the SDK reads data[0] before it
 // looks at the message name.
+//
+// Choices where the WCS documentation is silent (wcs-protocol.md §9):
+//   - PUBLISHING/PLAYING are sent only after MediaSession.Ready (ICE+DTLS).
+//   - Players of a publisher that ends (unpublish, socket close, media failure,
+//     REST terminate) get FAILED "Stopped by publisher stop": the SDK demos
+//     handle that info under the player's FAILED callback.
+//   - unPublishStream → UNPUBLISHED "Stopped by publisher stop" (the value
+//     checked live); stopStream → STOPPED "Stopped by user".
+//   - REST terminate: UNPUBLISHED/STOPPED "Stopped by rest /terminate";
+//     Shutdown: UNPUBLISHED/STOPPED "Requested stream shutdown".
+//   - Engine refusals are FAILED without a setRemoteSDP; failures after the
+//     answer (Ready error, media end) come after it.
 package signaling
 
 import (
