@@ -9,7 +9,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -26,6 +28,10 @@ type Config struct {
 	Certificate *dtls.Certificate
 	ICETimeout  time.Duration
 	DTLSTimeout time.Duration
+	// Outbound configures the socket of each outbound relay session. Like a browser's peer connection, every
+	// outbound session gets a UDP socket of its own (port 0), so that two relays between the same pair of
+	// servers never share a 5-tuple; nil Addr port means an ephemeral port on Outbound.Addr's address.
+	Outbound ice.SocketConfig
 	// ServerID names this server in relay paths; a publish whose path already holds it is refused (a loop).
 	ServerID string
 	Logger   *slog.Logger
@@ -71,8 +77,12 @@ func New(cfg Config) *Engine {
 func (e *Engine) Registry() *forwarder.Registry { return e.reg }
 
 func (e *Engine) sessionConfig(log *slog.Logger) session.Config {
+	return e.sessionConfigOn(e.cfg.Socket, log)
+}
+
+func (e *Engine) sessionConfigOn(sock *ice.Socket, log *slog.Logger) session.Config {
 	return session.Config{
-		Socket:      e.cfg.Socket,
+		Socket:      sock,
 		Certificate: e.cfg.Certificate,
 		ICETimeout:  e.cfg.ICETimeout,
 		DTLSTimeout: e.cfg.DTLSTimeout,
@@ -164,6 +174,28 @@ func (w *wait) Close(cause error) {
 		w.onClose(cause)
 		close(w.done)
 	})
+}
+
+// outboundSession makes an offering session on a socket of its own; closing the session's wait closes it.
+func (e *Engine) outboundSession(log *slog.Logger) (*session.Session, *ice.Socket, error) {
+	sc := e.cfg.Outbound
+	if !sc.Addr.IsValid() {
+		sc.Addr = netip.AddrPortFrom(e.cfg.Socket.LocalAddr().Addr(), 0)
+	}
+	if sc.Logger == nil {
+		sc.Logger = log
+	}
+	sock, err := ice.Listen(sc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("outbound socket: %w", err)
+	}
+	go func() { _ = sock.Serve(context.Background()) }()
+	s, err := session.NewOfferer(e.sessionConfigOn(sock, log))
+	if err != nil {
+		_ = sock.Close()
+		return nil, nil, err
+	}
+	return s, sock, nil
 }
 
 func randomSSRC() uint32 {

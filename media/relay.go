@@ -46,8 +46,8 @@ type outbound struct {
 	*wait
 	e      *Engine
 	s      *session.Session
-	tracks []sdp.Track // what we offered
-	pull   *feed       // nil for a push
+	tracks []sdp.Track       // what we offered
+	pull   *feed             // nil for a push
 	stream *forwarder.Stream // the local stream a push plays
 	player atomic.Pointer[forwarder.Player]
 
@@ -65,7 +65,7 @@ func (e *Engine) OfferPush(_ context.Context, name string) (relay.Outbound, stri
 	if !ok {
 		return nil, "", classify(fmt.Errorf("push %q: %w", name, forwarder.ErrNotFound))
 	}
-	s, err := session.NewOfferer(e.sessionConfig(e.log.With("stream", name, "role", "push")))
+	s, sock, err := e.outboundSession(e.log.With("stream", name, "role", "push"))
 	if err != nil {
 		return nil, "", err
 	}
@@ -76,14 +76,16 @@ func (e *Engine) OfferPush(_ context.Context, name string) (relay.Outbound, stri
 	offer, err := sdp.BuildOffer(s.Transport(), tracks, "rtcrelay-"+randomID(4), "rtcrelay")
 	if err != nil {
 		s.Close(err)
+		_ = sock.Close()
 		return nil, "", err
 	}
 	o := &outbound{e: e, s: s, tracks: tracks}
 	o.wait = newWait(func(cause error) {
-		s.Close(cause)
 		if p := o.player.Load(); p != nil {
 			p.Close()
 		}
+		s.Close(cause)
+		_ = sock.Close()
 	})
 	go func() {
 		select {
@@ -108,7 +110,7 @@ func (e *Engine) OfferPull(_ context.Context, name string) (relay.Outbound, stri
 	case p != nil:
 		f = p.feed
 	}
-	s, err := session.NewOfferer(e.sessionConfig(e.log.With("stream", name, "role", "pull")))
+	s, sock, err := e.outboundSession(e.log.With("stream", name, "role", "pull"))
 	if err != nil {
 		return nil, "", err
 	}
@@ -116,12 +118,14 @@ func (e *Engine) OfferPull(_ context.Context, name string) (relay.Outbound, stri
 	offer, err := sdp.BuildOffer(s.Transport(), tracks, "rtcrelay-"+randomID(4), "rtcrelay")
 	if err != nil {
 		s.Close(err)
+		_ = sock.Close()
 		return nil, "", err
 	}
 	o := &outbound{e: e, s: s, tracks: tracks, pull: f}
 	o.wait = newWait(func(cause error) {
-		s.Close(cause)
 		o.pull.detach(o)
+		s.Close(cause)
+		_ = sock.Close()
 	})
 	return o, offer, nil
 }

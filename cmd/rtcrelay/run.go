@@ -88,8 +88,15 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		Certificate: cert,
 		ICETimeout:  cfg.ICETimeout,
 		DTLSTimeout: cfg.DTLSTimeout,
-		ServerID:    serverID,
-		Logger:      log.With("component", "media"),
+		Outbound: ice.SocketConfig{
+			Addr:         netip.AddrPortFrom(bind, 0),
+			Advertise:    advertise,
+			AcceptRemote: accept,
+			ReadBuffer:   1 << 20,
+			WriteBuffer:  1 << 20,
+		},
+		ServerID: serverID,
+		Logger:   log.With("component", "media"),
 	})
 	sig := signaling.NewServer(signaling.ServerConfig{
 		Engine:         engine,
