@@ -499,7 +499,8 @@ func (st *Stream) Close() {
 	st.once.Do(func() {
 		st.mu.Lock()
 		st.closed.Store(true)
-		players := slices.Clone(st.players)
+		players := st.players
+		st.players = nil
 		writers := slices.Clone(st.writers)
 		st.mu.Unlock()
 		for st.inflight.Load() != 0 {

@@ -146,7 +146,7 @@ func (rx *rxStats) report(ssrc uint32, nowQ16 uint32) (rtcp.ReceptionReport, boo
 	return rr, true
 }
 
-// stored is how the reader keeps a packet: in the ring (one reference).
+// store keeps a packet in the ring with a reference of its own; reader goroutine only.
 func (t *track) store(p *packet.Buffer, keyframe bool) {
 	p.Retain()
 	t.ring.put(p, keyframe)
