@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -20,6 +19,7 @@ import (
 	"github.com/rtcrelay/rtcrelay/ice"
 	"github.com/rtcrelay/rtcrelay/media"
 	"github.com/rtcrelay/rtcrelay/relay"
+	"github.com/rtcrelay/rtcrelay/relay/wcs"
 	"github.com/rtcrelay/rtcrelay/rest"
 	"github.com/rtcrelay/rtcrelay/signaling"
 	"github.com/rtcrelay/rtcrelay/web"
@@ -120,7 +120,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	}
 	relays, err := relay.NewManager(relay.Config{
 		Engine:         engine,
-		Dial:           signalingDial(log.With("component", "relay-client"), cfg.AgentInsecure),
+		Dial:           agentDial(log.With("component", "relay-client"), cfg.AgentInsecure),
 		ServerID:       serverID,
 		AllowHosts:     cfg.RelayAllow,
 		AgentTLS:       cfg.AgentSSL,
@@ -181,61 +181,14 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	return nil
 }
 
-// signalingDial makes relay agents clients of the WCS WebSocket protocol (signaling.Client).
-func signalingDial(log *slog.Logger, insecure bool) relay.DialFunc {
+// agentDial is how relay agents reach other servers: as clients of the WCS WebSocket protocol.
+func agentDial(log *slog.Logger, insecure bool) relay.DialFunc {
+	dial := wcs.Dialer(log)
 	return func(ctx context.Context, uri string, tlsCfg *tls.Config) (relay.Conn, error) {
 		if tlsCfg != nil && insecure {
 			tlsCfg = tlsCfg.Clone()
 			tlsCfg.InsecureSkipVerify = true
 		}
-		c, err := signaling.Dial(ctx, uri, signaling.ClientConfig{TLS: tlsCfg, Logger: log.With("uri", uri)})
-		if err != nil {
-			return nil, err
-		}
-		return clientConn{c}, nil
+		return dial(ctx, uri, tlsCfg)
 	}
 }
-
-// clientConn adapts signaling.Client to relay.Conn.
-type clientConn struct{ c *signaling.Client }
-
-func (a clientConn) Publish(ctx context.Context, name, id, offer string, custom json.RawMessage) (string, <-chan relay.StreamStatus, error) {
-	answer, err := a.c.Publish(ctx, name, id, offer, custom)
-	if err != nil {
-		return "", nil, err
-	}
-	return answer, a.statuses(id), nil
-}
-
-func (a clientConn) Play(ctx context.Context, name, id, offer string, custom json.RawMessage) (string, <-chan relay.StreamStatus, error) {
-	answer, err := a.c.Play(ctx, name, id, offer, custom)
-	if err != nil {
-		return "", nil, err
-	}
-	return answer, a.statuses(id), nil
-}
-
-func (a clientConn) statuses(id string) <-chan relay.StreamStatus {
-	out := make(chan relay.StreamStatus, 8)
-	in := a.c.Status(id)
-	go func() {
-		defer close(out)
-		if in == nil {
-			return
-		}
-		for st := range in {
-			out <- relay.StreamStatus{Status: st.Status, Info: st.Info}
-		}
-	}()
-	return out
-}
-
-func (a clientConn) Stop(ctx context.Context, id string, _ bool) error {
-	err := a.c.Stop(ctx, id)
-	if errors.Is(err, context.DeadlineExceeded) {
-		return nil
-	}
-	return err
-}
-func (a clientConn) Close() error          { return a.c.Close() }
-func (a clientConn) Done() <-chan struct{} { return a.c.Done() }
