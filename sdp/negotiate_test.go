@@ -20,6 +20,7 @@ func TestNegotiatePublish(t *testing.T) {
 		{"chromium-publish-sendrecv.sdp", 111, "VP8", 96, DirRecvOnly},
 		{"chromium-publish-lf.sdp", 111, "VP8", 96, DirRecvOnly},
 		{"firefox.sdp", 109, "VP8", 120, DirRecvOnly},
+		{"safari.sdp", 111, "VP8", 127, DirRecvOnly},
 		{"firefox-h264-mixed.sdp", 109, "H264", 126, DirRecvOnly}, // 97 is packetization-mode 0
 		{"chromium-play.sdp", 111, "VP8", 96, DirInactive},        // offerer does not send
 	}
@@ -159,6 +160,7 @@ func TestNegotiatePlay(t *testing.T) {
 		{"chromium opus+h264 42e01f", "chromium-play.sdp", []Codec{opus, h264}, []string{"sendonly:111", "sendonly:108"}, nil},
 		{"chromium h264 42001f", "chromium-play.sdp", []Codec{h264b}, []string{"inactive:0", "sendonly:102"}, nil},
 		{"video only publisher", "chromium-play.sdp", []Codec{vp8}, []string{"inactive:0", "sendonly:96"}, nil},
+		{"safari publisher onto chromium player", "chromium-play.sdp", []Codec{{PayloadType: 98, Name: "H264", ClockRate: 90000, Fmtp: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}}, []string{"inactive:0", "sendonly:108"}, nil},
 		{"firefox sendrecv offer", "firefox.sdp", []Codec{opus, h264}, []string{"sendonly:109", "sendonly:126"}, nil},
 		{"publisher codec not offered", "firefox-h264-mixed.sdp", []Codec{vp8}, nil, ErrNoCommonCodec},
 		{"offer does not receive", "chromium-publish.sdp", []Codec{opus, vp8}, nil, ErrNoCommonCodec},

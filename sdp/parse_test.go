@@ -55,6 +55,7 @@ func TestParseBrowserOffers(t *testing.T) {
 		{"chromium-publish-candidates.sdp", []string{"sendonly", "sendonly"}, []string{"audio", "video"}, "", "sha-256 ", 8, 111, 96, 0, ""},
 		{"chromium-play.sdp", []string{"recvonly", "recvonly"}, []string{"audio", "video"}, "tYcw", "sha-256 D3:BE", 0, 111, 96, 0, ""},
 		{"firefox.sdp", []string{"sendrecv", "sendrecv"}, []string{"audio", "video"}, "8c1d9e0a", "sha-256 5B:0A", 0, 109, 120, 3735928559, "{c0ffee00-1234-4abc-8def-0123456789ab}"},
+		{"safari.sdp", []string{"sendonly", "sendonly"}, []string{"audio", "video"}, "Sf4r", "sha-256 0F:1E", 0, 111, 127, 2576322910, "Kx9pQ2wE7rT4yU1i"},
 		{"firefox-h264-mixed.sdp", []string{"sendrecv", "sendrecv"}, []string{"audio", "video"}, "8c1d9e0a", "sha-256 5B:0A", 0, 109, 0, 3735928559, ""},
 	}
 	for _, tc := range tests {
