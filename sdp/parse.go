@@ -95,6 +95,19 @@ func Parse(s string) (*Description, error) {
 	if len(d.Media) == 0 {
 		return nil, fmt.Errorf("%w: no m-section", ErrInvalid)
 	}
+	if candidatesFrom < 0 && len(d.Bundle) > 0 {
+		// The BUNDLE tag had none: take the first m-section that has some.
+		for i, md := range ps.MediaDescriptions {
+			if !d.Media[i].Rejected && hasCandidates(md) {
+				for _, a := range md.Attributes {
+					if a.Key == "candidate" {
+						d.Candidates = append(d.Candidates, "candidate:"+a.Value)
+					}
+				}
+				break
+			}
+		}
+	}
 	return d, nil
 }
 

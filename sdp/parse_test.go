@@ -168,6 +168,19 @@ func TestParseVariants(t *testing.T) {
 			t.Errorf("feedback %v", fb)
 		}
 	})
+	t.Run("candidates of the BUNDLE tag, else of the first section with some", func(t *testing.T) {
+		base := minimalOffer + "a=group:BUNDLE 1 0\r\n" +
+			"m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=candidate:1 1 udp 1 127.0.0.1 1000 typ host\r\n" +
+			"m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n"
+		d := mustParse(t, base+"a=candidate:2 1 udp 1 127.0.0.1 2000 typ host\r\n")
+		if !slices.Equal(d.Candidates, []string{"candidate:2 1 udp 1 127.0.0.1 2000 typ host"}) {
+			t.Errorf("tagged: %v", d.Candidates)
+		}
+		d = mustParse(t, base)
+		if !slices.Equal(d.Candidates, []string{"candidate:1 1 udp 1 127.0.0.1 1000 typ host"}) {
+			t.Errorf("fallback: %v", d.Candidates)
+		}
+	})
 	t.Run("static payload types without rtpmap", func(t *testing.T) {
 		d := mustParse(t, minimalOffer+"m=audio 9 RTP/AVP 0 8 96\n")
 		if pts := codecPTs(d.Media[0].Codecs); !slices.Equal(pts, []uint8{0, 8}) || d.Media[0].Codecs[0].Name != "PCMU" {
