@@ -92,6 +92,13 @@ func (e *Engine) Play(_ context.Context, req signaling.PlayRequest) (signaling.M
 	if !ok {
 		return nil, "", classify(fmt.Errorf("play %q: %w", req.Name, forwarder.ErrNotFound))
 	}
+	if reqPath := relay.ParsePath(req.Custom); len(reqPath) > 0 {
+		for _, id := range e.StreamPath(req.Name) {
+			if slices.Contains(reqPath, id) {
+				return nil, "", fmt.Errorf("play %q from %v: %w", req.Name, reqPath, ErrRestricted)
+			}
+		}
+	}
 	offer, err := sdp.Parse(req.SDP)
 	if err != nil {
 		return nil, "", fmt.Errorf("play %q: %w", req.Name, err)

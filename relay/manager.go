@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -47,8 +48,19 @@ type Config struct {
 	FailedTTL      time.Duration // how long a stopped FAILED agent stays listed (default 60 s)
 	StopWait       time.Duration // terminate: how long to wait for the remote's terminal status (default 1 s)
 
+	// Probe, when set, asks the server at uri for its server ID (getUserData "serverId"). A push of a stream
+	// that arrived here through relays probes its target first, so that a loop (A → B → A) is refused at once
+	// with ErrLoop (409) rather than failing later at the remote.
+	Probe ProbeFunc
+
 	Logger *slog.Logger
 }
+
+// ProbeFunc returns the server ID of the server at uri ("" when it does not tell).
+type ProbeFunc func(ctx context.Context, uri string, tlsConfig *tls.Config) (string, error)
+
+// probeTimeout bounds the synchronous loop probe of a push; an unreachable remote is not a loop.
+const probeTimeout = 2 * time.Second
 
 func (c *Config) defaults() {
 	def := func(d *time.Duration, v time.Duration) {
@@ -179,6 +191,11 @@ func (m *Manager) start(spec Spec, dir Direction) (AgentInfo, error) {
 		if m.cfg.ServerID != "" && slices.Contains(path, m.cfg.ServerID) {
 			return AgentInfo{}, fmt.Errorf("%w: stream %q already passed through this server (%v)", ErrLoop, spec.LocalStreamName, path)
 		}
+		if len(path) > 0 && m.cfg.Probe != nil {
+			if err := m.probeLoop(spec.URI, path); err != nil {
+				return AgentInfo{}, err
+			}
+		}
 		path = append(slices.Clone(path), m.cfg.ServerID)
 	case DirectionPull:
 		path = []string{m.cfg.ServerID}
@@ -221,6 +238,25 @@ func (m *Manager) start(spec Spec, dir Direction) (AgentInfo, error) {
 	m.log.Info("relay agent created", "agent", a.localID, "direction", dir, "uri", spec.URI,
 		"local", spec.LocalStreamName, "remote", spec.RemoteStreamName)
 	return ai, nil
+}
+
+// probeLoop refuses a push whose target server is already on the stream's relay path.
+func (m *Manager) probeLoop(uri string, path []string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	var tlsConf *tls.Config
+	if strings.HasPrefix(strings.ToLower(uri), "wss:") {
+		tlsConf = m.tls.Clone()
+	}
+	id, err := m.cfg.Probe(ctx, uri, tlsConf)
+	if err != nil {
+		m.log.Debug("loop probe failed; the agent will find out", "uri", uri, "err", err)
+		return nil
+	}
+	if id != "" && slices.Contains(path, id) {
+		return fmt.Errorf("%w: the stream already passed through the server at %s (%s, path %v)", ErrLoop, uri, id, path)
+	}
+	return nil
 }
 
 // FindAll lists every agent in creation order.

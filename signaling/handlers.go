@@ -67,6 +67,9 @@ func (c *conn) onConnection(m *Message) {
 	reply["useWsTunnel"] = false
 	reply["useWsTunnelPacketization2"] = false
 	reply["useBase64BinaryEncoding"] = false
+	if s.cfg.ServerID != "" {
+		reply["serverId"] = s.cfg.ServerID
+	}
 	c.sendMsg(MsgGetUserData, reply)
 	c.log.Info("session established", "remote", c.remote)
 }

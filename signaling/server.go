@@ -25,6 +25,9 @@ type ServerConfig struct {
 	WriteTimeout   time.Duration // one frame write; default 10 s
 	ReadyTimeout   time.Duration // publish/play until ICE+DTLS are up; default 30 s
 	QueueSize      int           // outbound frames per connection; default 256
+	// ServerID, when set, is sent as "serverId" in getUserData (an addition the Web SDK ignores), so that relay
+	// agents can tell which server they reached and refuse relay loops before they start.
+	ServerID string
 }
 
 func (c *ServerConfig) defaults() {

@@ -104,6 +104,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		PingInterval:   cfg.PingInterval,
 		MaxMissedPongs: cfg.PingProbes,
 		ReadyTimeout:   cfg.ICETimeout + cfg.DTLSTimeout + 5*time.Second,
+		ServerID:       serverID,
 	})
 	var roots *x509.CertPool
 	if cfg.AgentCA != "" {
@@ -121,6 +122,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	relays, err := relay.NewManager(relay.Config{
 		Engine:         engine,
 		Dial:           agentDial(log.With("component", "relay-client"), cfg.AgentInsecure),
+		Probe:          agentProbe(log.With("component", "relay-client"), cfg.AgentInsecure),
 		ServerID:       serverID,
 		AllowHosts:     cfg.RelayAllow,
 		AgentTLS:       cfg.AgentSSL,
@@ -190,5 +192,17 @@ func agentDial(log *slog.Logger, insecure bool) relay.DialFunc {
 			tlsCfg.InsecureSkipVerify = true
 		}
 		return dial(ctx, uri, tlsCfg)
+	}
+}
+
+// agentProbe asks a remote server for its ID (loop detection) the way agentDial connects.
+func agentProbe(log *slog.Logger, insecure bool) relay.ProbeFunc {
+	probe := wcs.Probe(log)
+	return func(ctx context.Context, uri string, tlsCfg *tls.Config) (string, error) {
+		if tlsCfg != nil && insecure {
+			tlsCfg = tlsCfg.Clone()
+			tlsCfg.InsecureSkipVerify = true
+		}
+		return probe(ctx, uri, tlsCfg)
 	}
 }

@@ -43,6 +43,26 @@ func Dialer(log *slog.Logger) relay.DialFunc {
 	}
 }
 
+// Probe returns a relay.ProbeFunc: it connects to uri, reads the server ID from getUserData ("serverId", sent by
+// rtcrelay; "" for servers that do not send one) and disconnects.
+func Probe(log *slog.Logger) relay.ProbeFunc {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return func(ctx context.Context, uri string, tlsConfig *tls.Config) (string, error) {
+		c, err := signaling.Dial(ctx, uri, signaling.ClientConfig{TLS: tlsConfig, Logger: log})
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		var ud struct {
+			ServerID string `json:"serverId"`
+		}
+		_ = json.Unmarshal(c.UserData(), &ud)
+		return ud.ServerID, nil
+	}
+}
+
 type conn struct {
 	c *signaling.Client
 

@@ -212,3 +212,31 @@ func TestRemoteFailures(t *testing.T) {
 		t.Fatalf("loop info %q", got.Info)
 	}
 }
+
+// TestPushLoopRefusedAtOnce: a stream that came here from server B (path [B]) pushed back to B is refused by the
+// REST-facing Push itself, because the probe reads B's serverId from getUserData.
+func TestPushLoopRefusedAtOnce(t *testing.T) {
+	for _, tc := range []struct {
+		remoteID string
+		want     error
+	}{{"B", relay.ErrLoop}, {"C", nil}} {
+		t.Run(tc.remoteID, func(t *testing.T) {
+			srv := signaling.NewServer(signaling.ServerConfig{Engine: &remoteEngine{published: map[string]bool{}}, ServerID: tc.remoteID})
+			hs := httptest.NewServer(srv)
+			t.Cleanup(hs.Close)
+			m, err := relay.NewManager(relay.Config{
+				Engine: &localEngine{streams: map[string]chan struct{}{"s": make(chan struct{})}},
+				Dial:   Dialer(nil), Probe: Probe(nil), ServerID: "A", RetryFailed: -1,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = m.Close() })
+			uri := "ws://" + strings.TrimPrefix(hs.URL, "http://")
+			_, err = m.Push(t.Context(), relay.Spec{URI: uri, LocalStreamName: "s", RemoteStreamName: "s"})
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("Push to %s: %v, want %v", tc.remoteID, err, tc.want)
+			}
+		})
+	}
+}
