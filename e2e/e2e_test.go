@@ -61,8 +61,8 @@ func checkMedia(t testing.TB, s *Sample, seconds float64) {
 	if s.DistinctIDs < int(seconds*5) {
 		t.Errorf("%d distinct frame IDs, want ≥ %d (the video must move)", s.DistinctIDs, int(seconds*5))
 	}
-	if len(s.Lags) == 0 || s.MedianLag > 15 {
-		t.Errorf("publisher→player lag: median %d frames over %d paired samples, want ≤ 15 (0.5 s)", s.MedianLag, len(s.Lags))
+	if len(s.Lags) == 0 || s.MedianLag > 15 || s.MedianLag < -3 {
+		t.Errorf("publisher→player lag: median %d frames over %d paired samples, want -3..15 (≤ 0.5 s)", s.MedianLag, len(s.Lags))
 	}
 	if s.Pair == nil || !strings.HasPrefix(s.Pair.Remote, "127.0.0.1:") {
 		t.Errorf("selected pair %+v, want a 127.0.0.1 remote", s.Pair)
@@ -101,8 +101,8 @@ const driverTimeout = 120 * time.Second
 // and TestIssue3 fails, look at the server's media path.
 func TestHarness(t *testing.T) {
 	requireBrowser(t)
-	if os.Getenv("RTCRELAY_E2E_SKIP_HARNESS") != "" {
-		t.Skip("RTCRELAY_E2E_SKIP_HARNESS set")
+	if os.Getenv("E2E_SKIP_HARNESS") != "" {
+		t.Skip("E2E_SKIP_HARNESS set")
 	}
 	srv := startReference(t)
 	t.Run("sdk-publish-ours-play", func(t *testing.T) {

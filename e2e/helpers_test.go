@@ -108,7 +108,7 @@ func serverBinary(t testing.TB) string {
 		}
 		buildPath = filepath.Join(buildDir, "rtcrelay")
 		args := []string{"build", "-o", buildPath}
-		if raceEnabled && os.Getenv("RTCRELAY_E2E_NORACE") == "" { // a race in the server fails it: see its log
+		if raceEnabled && os.Getenv("E2E_NORACE") == "" { // a race in the server fails it: see its log
 			args = append(args, "-race")
 		}
 		cmd := exec.Command("go", append(args, "./cmd/rtcrelay")...)
@@ -404,7 +404,13 @@ func runDriver(t testing.TB, scenario Scenario, timeout time.Duration) *DriverRe
 	defer cancel()
 	driver := filepath.Join(repoRoot(t), "e2e", "browser", "driver.mjs")
 	cmd := exec.CommandContext(ctx, "node", driver, string(arg))
-	tmp := t.TempDir() // Playwright leaves profiles in TMPDIR when a launch fails
+	// Playwright leaves profiles in TMPDIR when a launch fails; keep the path short: Chromium's singleton socket
+	// path must fit in a sockaddr_un (t.TempDir() names with long test names do not).
+	tmp, err := os.MkdirTemp("", "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(tmp)
 	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }

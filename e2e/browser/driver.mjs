@@ -240,7 +240,12 @@ async function sample(pages, step, frames) {
     out.total++;
     if (rid >= 0) out.decoded++;
     out.ids.push(lid === null ? [rid] : [rid, lid]);
-    if (rid >= 0 && lid !== null && lid >= 0) out.lags.push((((lid - rid) % frames) + frames) % frames);
+    if (rid >= 0 && lid !== null && lid >= 0) {
+      // publisher preview minus player, modulo the looping video, in (-frames/2, frames/2]: ~0..few frames
+      let lag = (((lid - rid) % frames) + frames) % frames;
+      if (lag > frames / 2) lag -= frames;
+      out.lags.push(lag);
+    }
     const wait = 100 - (Date.now() - tick);
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
   }
@@ -258,7 +263,7 @@ async function sample(pages, step, frames) {
   out.pair = last.pair;
   const distinct = new Set(out.ids.map((x) => x[0]).filter((x) => x >= 0));
   out.distinctIds = distinct.size;
-  out.maxLag = out.lags.length ? Math.max(...out.lags) : -1;
+  out.maxLag = out.lags.length ? Math.max(...out.lags.map(Math.abs)) : -1;
   out.medianLag = out.lags.length ? [...out.lags].sort((a, b) => a - b)[Math.floor(out.lags.length / 2)] : -1;
   return out;
 }
