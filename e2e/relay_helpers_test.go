@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -386,4 +385,3 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-var _ = strings.Contains
