@@ -383,7 +383,8 @@ func TestSlowPlayerIsolated(t *testing.T) {
 			t.Fatalf("fast player got %d of %d", got, total)
 		}
 		ds := ps.Stats().Drops
-		if ds < total-queueSize-1 || ds > total-queueSize {
+		// The slow writer holds the burst it took (up to writerBurst) besides its full queue.
+		if ds < total-queueSize-writerBurst || ds > total-queueSize {
 			t.Fatalf("slow player drops = %d, want about %d", ds, total-queueSize)
 		}
 		if pf.Stats().Drops != 0 || st.Stats().Drops != ds {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pion/rtcp"
+	"github.com/rtcrelay/rtcrelay/ice"
 	"github.com/rtcrelay/rtcrelay/packet"
 	"github.com/rtcrelay/rtcrelay/sdp"
 )
@@ -17,6 +18,16 @@ import (
 type Downstream interface {
 	WriteRTP(buf []byte) error
 	WriteRTCP(plain []byte) error
+}
+
+// BatchDownstream is a Downstream that can queue its RTP into a batch of its socket (session.Session does): the
+// writer rewrites each packet straight into a batch slot, and many datagrams leave per syscall (sendmmsg, GSO).
+type BatchDownstream interface {
+	Downstream
+	// WriteRTPBatch encrypts buf (b.Buf() holding the plaintext) in place and queues it on b.
+	WriteRTPBatch(b *ice.Batch, buf []byte) error
+	// Socket is the socket the player's datagrams leave on.
+	Socket() *ice.Socket
 }
 
 // Player is one subscriber of a stream. It is the Sink of the player's session: its RTCP (NACK, PLI/FIR, RR)
@@ -31,7 +42,9 @@ type Player struct {
 	once   sync.Once
 	closed atomic.Bool
 
-	twseq uint16 // transport-wide sequence number; writer goroutine only
+	bd    BatchDownstream // out, when it can batch
+	batch *ice.Batch      // the writer's batch for bd's socket; writer goroutine only, set on first send
+	twseq uint16          // transport-wide sequence number; writer goroutine only
 	stats playerCounters
 }
 

@@ -3,6 +3,7 @@ package forwarder
 import (
 	"sync/atomic"
 
+	"github.com/rtcrelay/rtcrelay/ice"
 	"github.com/rtcrelay/rtcrelay/packet"
 )
 
@@ -29,6 +30,10 @@ type writer struct {
 	drops      atomic.Uint64 // queue full: entries (each one is a drop for every player of the track here)
 
 	scratch []byte
+	pend    [writerBurst]pending
+	// The writer's batches, one per socket its players send on (socks[i] → batches[i]).
+	socks   []*ice.Socket
+	batches []*ice.Batch
 }
 
 func newWriter(st *Stream) *writer {
@@ -71,29 +76,34 @@ func (w *writer) barrier() {
 	}
 }
 
-const writerBatch = 64
+// writerBurst is how many queued packets a writer takes at a time: it sends them player by player, so that a
+// player's packets leave in one run (coalescable into one UDP GSO message), and flushes its batches when the
+// queue is empty.
+const writerBurst = 16
+
+type pending struct {
+	e   entry
+	l   layout
+	now int64
+}
 
 func (w *writer) run() {
 	defer close(w.done)
 	for {
-		for range writerBatch {
-			e, ok := w.q.pop()
-			if !ok {
-				break
-			}
-			w.handle(e)
-		}
-		if w.q.len() > 0 {
+		if w.burst() > 0 && w.q.len() > 0 {
 			select {
 			case ack := <-w.ctrl:
+				w.flush()
 				close(ack)
 			case <-w.quit:
+				w.flush()
 				w.drain()
 				return
 			default:
 			}
 			continue
 		}
+		w.flush()
 		w.sleep.Store(true)
 		if w.q.len() > 0 {
 			w.sleep.Store(false)
@@ -112,6 +122,28 @@ func (w *writer) run() {
 	}
 }
 
+// flush sends what the writer's batches hold.
+func (w *writer) flush() {
+	for _, b := range w.batches {
+		if b.Len() > 0 {
+			_ = b.Flush() // failures are counted by the socket
+		}
+	}
+}
+
+// batchFor returns the writer's batch over sock, making it on first use.
+func (w *writer) batchFor(sock *ice.Socket) *ice.Batch {
+	for i, s := range w.socks {
+		if s == sock {
+			return w.batches[i]
+		}
+	}
+	b := sock.NewBatch()
+	w.socks = append(w.socks, sock)
+	w.batches = append(w.batches, b)
+	return b
+}
+
 // drain releases what is left in the queue; the producer has stopped.
 func (w *writer) drain() {
 	for {
@@ -123,48 +155,75 @@ func (w *writer) drain() {
 	}
 }
 
-func (w *writer) handle(e entry) {
-	defer e.p.Release()
-	src := e.p.Bytes()
-	l, ok := parseLayout(src)
-	if !ok {
-		return
-	}
-	now := e.p.Arrival // the socket reader's stamp; abs-send-time is restamped from it
-	if now == 0 {
-		now = w.st.mono()
-	}
-	if e.dt != nil {
-		if e.dt.p.closed.Load() || !e.dt.started {
-			return
+// burst takes up to writerBurst entries off the queue and sends them; it returns how many it took.
+func (w *writer) burst() int {
+	n, taken := 0, 0
+	var tracks uint16
+	for n < writerBurst {
+		e, ok := w.q.pop()
+		if !ok {
+			break
 		}
-		if w.send(e.dt, e.p, src, l, now, true) {
-			e.dt.p.stats.retransmits.Add(1)
+		taken++
+		l, ok := parseLayout(e.p.Bytes())
+		if !ok {
+			e.p.Release()
+			continue
 		}
-		return
-	}
-	list := w.dts[e.track].Load()
-	if list == nil {
-		return
-	}
-	var n, bytes uint64
-	for _, dt := range *list {
-		if !dt.started {
-			if dt.t.video && !e.keyframe {
-				dt.p.stats.skipped.Add(1)
-				continue
+		now := e.p.Arrival // the socket reader's stamp; abs-send-time is restamped from it
+		if now == 0 {
+			now = w.st.mono()
+		}
+		if e.dt != nil {
+			if !e.dt.p.closed.Load() && e.dt.started && w.send(e.dt, e.p, e.p.Bytes(), l, now, true) {
+				e.dt.p.stats.retransmits.Add(1)
 			}
-			dt.start(e.p.Header.SequenceNumber)
+			e.p.Release()
+			continue
 		}
-		if w.send(dt, e.p, src, l, now, false) {
-			n++
-			bytes += uint64(len(src))
+		w.pend[n] = pending{e: e, l: l, now: now}
+		tracks |= 1 << e.track
+		n++
+	}
+	var sent, bytes uint64
+	for idx := range uint8(maxTracks) {
+		if tracks&(1<<idx) == 0 {
+			continue
+		}
+		list := w.dts[idx].Load()
+		if list == nil {
+			continue
+		}
+		for _, dt := range *list {
+			for i := range w.pend[:n] {
+				pd := &w.pend[i]
+				if pd.e.track != idx {
+					continue
+				}
+				if !dt.started {
+					if dt.t.video && !pd.e.keyframe {
+						dt.p.stats.skipped.Add(1)
+						continue
+					}
+					dt.start(pd.e.p.Header.SequenceNumber)
+				}
+				src := pd.e.p.Bytes()
+				if w.send(dt, pd.e.p, src, pd.l, pd.now, false) {
+					sent++
+					bytes += uint64(len(src))
+				}
+			}
 		}
 	}
-	if n > 0 {
-		w.packetsOut.Add(n)
+	for i := range w.pend[:n] {
+		w.pend[i].e.p.Release()
+		w.pend[i] = pending{}
+	}
+	if sent > 0 {
+		w.packetsOut.Add(sent)
 		w.bytesOut.Add(bytes)
 	}
+	return taken
 }
 
 // send rewrites src for dt into the scratch buffer and writes it.
@@ -176,8 +235,19 @@ func (w *writer) send(dt *downTrack, p *packet.Buffer, src []byte, l layout, now
 	pl := dt.p
 	pl.twseq++
 	s := stamp{twseq: pl.twseq, absSend: uint32((uint64(now)/1000)<<18/1e6) & 0xFFFFFF}
-	n := dt.rw.rewrite(w.scratch, src, l, pubSeq+dt.seqOff, p.Header.Timestamp+dt.tsOff, s)
-	if err := pl.out.WriteRTP(w.scratch[:n]); err != nil {
+	var err error
+	if pl.bd != nil {
+		if pl.batch == nil {
+			pl.batch = w.batchFor(pl.bd.Socket())
+		}
+		buf := pl.batch.Buf()
+		n := dt.rw.rewrite(buf[:cap(buf)], src, l, pubSeq+dt.seqOff, p.Header.Timestamp+dt.tsOff, s)
+		err = pl.bd.WriteRTPBatch(pl.batch, buf[:n])
+	} else {
+		n := dt.rw.rewrite(w.scratch, src, l, pubSeq+dt.seqOff, p.Header.Timestamp+dt.tsOff, s)
+		err = pl.out.WriteRTP(w.scratch[:n])
+	}
+	if err != nil {
 		pl.stats.writeErrors.Add(1)
 		return false
 	}

@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rtcrelay/rtcrelay/packet"
@@ -36,6 +37,11 @@ type SocketConfig struct {
 	ReadBuffer, WriteBuffer int
 	// Logger receives the socket's and the agents' logs; nil discards them.
 	Logger *slog.Logger
+	// SendBatch is how many datagrams a Batch (the forwarder's send path) queues before one sendmmsg; 0 means
+	// DefaultSendBatch, 1 sends each datagram with its own sendto.
+	SendBatch int
+	// NoGSO stops a Batch from coalescing equal-size datagrams to one remote into one UDP_SEGMENT message.
+	NoGSO bool
 }
 
 // Endpoint is what a session registers with the socket: the demux calls it on the reader goroutine.
@@ -58,6 +64,8 @@ type SocketStats struct {
 	DroppedNoAgent   uint64 // STUN for no agent (unknown ufrag, unmatched response)
 	DroppedUnbound   uint64 // DTLS/SRTP/SRTCP from an address no agent validated
 	DroppedQueueFull uint64 // an agent's STUN queue was full
+
+	BatchStats // the batched send path
 }
 
 type counters struct {
@@ -65,6 +73,8 @@ type counters struct {
 	stun, dtls, srtp, srtcp atomic.Uint64
 	sent, sentBytes         atomic.Uint64
 	readErrors, writeErrors atomic.Uint64
+	syscalls, gsoMessages   atomic.Uint64
+	gsoFailures             atomic.Uint64
 
 	filtered, unknown, malformed, noAgent, unbound, queueFull atomic.Uint64
 }
@@ -90,6 +100,12 @@ type Socket struct {
 	mu     sync.Mutex // guards the tables below and bindings writes
 	ufrags map[string]*Agent
 	txIDs  map[[12]byte]*Agent // outstanding binding requests of controlling/full agents
+
+	raw       syscall.RawConn
+	v6        bool // an AF_INET6 socket: batches write sockaddr_in6
+	sendBatch int
+	gso       bool
+	gsoOff    atomic.Bool // the kernel refused GSO once
 
 	c       counters
 	lastLog atomic.Int64 // unix nanos of the last drop log
@@ -132,6 +148,17 @@ func Listen(cfg SocketConfig) (*Socket, error) {
 		conn.Close()
 		return nil, err
 	}
+	s.raw, err = conn.SyscallConn()
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("ice: %w", err)
+	}
+	s.v6 = network == "udp"
+	s.sendBatch = cfg.SendBatch
+	if s.sendBatch <= 0 {
+		s.sendBatch = DefaultSendBatch
+	}
+	s.gso = !cfg.NoGSO
 	s.bindings.Store(&map[netip.AddrPort]*binding{})
 	s.mux = &udpMux{s: s}
 	return s, nil
@@ -298,6 +325,7 @@ func (s *Socket) WriteTo(b []byte, to netip.AddrPort) error {
 		s.c.writeErrors.Add(1)
 		return fmt.Errorf("ice: send to %s: %w", to, err)
 	}
+	s.c.syscalls.Add(1)
 	s.c.sent.Add(1)
 	s.c.sentBytes.Add(uint64(len(b)))
 	return nil
@@ -313,6 +341,7 @@ func (s *Socket) Stats() SocketStats {
 		ReadErrors: c.readErrors.Load(), WriteErrors: c.writeErrors.Load(),
 		DroppedFiltered: c.filtered.Load(), DroppedUnknown: c.unknown.Load(), DroppedMalformed: c.malformed.Load(),
 		DroppedNoAgent: c.noAgent.Load(), DroppedUnbound: c.unbound.Load(), DroppedQueueFull: c.queueFull.Load(),
+		BatchStats: BatchStats{Syscalls: c.syscalls.Load(), GSOMessages: c.gsoMessages.Load(), GSOFailures: c.gsoFailures.Load()},
 	}
 }
 

@@ -374,6 +374,32 @@ func (s *Session) WriteRTP(buf []byte) error {
 	return nil
 }
 
+// WriteRTPBatch is WriteRTP through a batch: buf must be b.Buf() filled with the plaintext; it is encrypted in
+// place and queued for the selected remote (sent when the batch fills or is flushed). Same goroutine rule as
+// WriteRTP; b must be a batch of Socket().
+func (s *Session) WriteRTPBatch(b *ice.Batch, buf []byte) error {
+	k := s.keys.Load()
+	if k == nil {
+		return ErrNotReady
+	}
+	if s.ctx.Err() != nil {
+		return ErrClosed
+	}
+	out, err := k.rtpEnc.EncryptRTP(buf, &s.wHdr)
+	if err != nil {
+		return fmt.Errorf("session: %w", err)
+	}
+	s.c.rtpOut.Add(1)
+	s.c.rtpBytesOut.Add(uint64(len(buf)))
+	if err := b.Queue(len(out), s.agent.Remote()); err != nil {
+		return fmt.Errorf("session: %w", err)
+	}
+	return nil
+}
+
+// Socket is the socket the session sends on (for WriteRTPBatch).
+func (s *Session) Socket() *ice.Socket { return s.cfg.Socket }
+
 // WriteRTCP encrypts a compound RTCP packet into the session's scratch and sends it; goroutine-safe. plain is
 // not modified.
 func (s *Session) WriteRTCP(plain []byte) error {
