@@ -384,4 +384,3 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
-
