@@ -46,8 +46,11 @@ func checkMedia(t testing.TB, s *Sample, seconds float64) {
 	if s == nil {
 		t.Fatal("no media sample")
 	}
-	t.Logf("media: %d/%d frames decoded by id, %d distinct ids, framesDecoded %v, audio packets %v, %.0f fps, %v %s/%s, lag median %d max %d frames, pair %+v",
-		s.Decoded, s.Total, s.DistinctIDs, s.FramesDecoded, s.AudioPackets, s.FramesPerSecond, s.FrameSize, s.VideoCodec, s.AudioCodec, s.MedianLag, s.MaxLag, s.Pair)
+	t.Logf("media: first frame %d ms after PLAYING, %d/%d frames decoded by id, %d distinct ids, framesDecoded %v, audio packets %v, %.0f fps, %v %s/%s, lag median %d max %d frames, pair %+v",
+		s.FirstFrameMs, s.Decoded, s.Total, s.DistinctIDs, s.FramesDecoded, s.AudioPackets, s.FramesPerSecond, s.FrameSize, s.VideoCodec, s.AudioCodec, s.MedianLag, s.MaxLag, s.Pair)
+	if s.FirstFrameMs < 0 {
+		t.Fatalf("no decoded frame within 15 s of PLAYING")
+	}
 	minFrames := int(seconds * 10) // ≥ 10 fps of a 30 fps source, with room for -race on 2 cores
 	if got := s.FramesDecoded[1] - s.FramesDecoded[0]; got < minFrames {
 		t.Errorf("framesDecoded grew by %d in %.0f s, want ≥ %d", got, seconds, minFrames)

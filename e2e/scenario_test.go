@@ -67,6 +67,7 @@ type StreamView struct {
 // Sample is what the driver measured while a player played (see driver.mjs sample()).
 type Sample struct {
 	Decoded, Total   int
+	FirstFrameMs     int // from the sample step's start (right after PLAYING) to the first decoded frame; -1 = none
 	FramesDecoded    [2]int
 	AudioPackets     [2]int
 	VideoPacketsLost int

@@ -14,6 +14,7 @@
 //   {"do": "stop",    "page": "B", "handle": "p1", "expect": "STOPPED"}
 //   {"do": "wait",    "page": "B", "handle": "p1", "expect": ["FAILED", "STOPPED"], "timeoutMs": 10000}
 //   {"do": "sample",  "as": "media", "player": {"page": "B", "handle": "p1"}, "publisher": {"page": "A", "handle": "pub"}, "seconds": 5}
+//                     (waits up to firstFrameTimeoutMs, default 15000, for the first decoded frame, then samples)
 //   {"do": "status",  "page": "A", "handle": "pub"}       (records the current status, no expectation needed)
 //   {"do": "sleep",   "seconds": 1}
 // Top-level options: "y4m" (absolute path of a frame-ID video for the fake camera), "frames" (its frame count,
@@ -223,7 +224,16 @@ async function sample(pages, step, frames) {
   const player = pages[step.player.page];
   const pub = step.publisher ? pages[step.publisher.page] : null;
   const seconds = step.seconds ?? 5;
-  const out = { seconds, stats: [], ids: [], decoded: 0, total: 0, lags: [] };
+  const out = { seconds, stats: [], ids: [], decoded: 0, total: 0, lags: [], firstFrameMs: -1 };
+  // wait for the first decoded frame (a late player waits for a keyframe), then sample for `seconds`
+  const w0 = Date.now();
+  const firstBy = w0 + (step.firstFrameTimeoutMs ?? 15000);
+  for (;;) {
+    const s = await player.stats(step.player.handle);
+    if (s && s.video && s.video.framesDecoded > 0 && (await player.frameId(step.player.handle)) !== -1) { out.firstFrameMs = Date.now() - w0; break; }
+    if (Date.now() > firstBy) { out.firstFrameMs = -1; out.noFirstFrame = s; break; }
+    await new Promise((r) => setTimeout(r, 50));
+  }
   const end = Date.now() + seconds * 1000;
   let nextStats = 0;
   while (Date.now() < end) {
