@@ -1,8 +1,12 @@
 package media
 
 import (
+	"errors"
+	"time"
+
 	"context"
 	"fmt"
+	"github.com/rtcrelay/rtcrelay/dtls"
 	"slices"
 
 	"github.com/rtcrelay/rtcrelay/forwarder"
@@ -78,7 +82,7 @@ func (e *Engine) runPublisher(w *wait, s *session.Session, st *forwarder.Stream)
 	}
 	select {
 	case <-s.Done():
-		w.Close(classify(s.Err()))
+		w.Close(peerEnded(w, s.Err()))
 	case <-st.Done():
 		w.Close(classify(forwarder.ErrPublisherStopped))
 	case <-w.Done():
@@ -149,7 +153,7 @@ func (e *Engine) runPlayer(w *wait, s *session.Session, st *forwarder.Stream, tr
 	select {
 	case <-s.Done():
 		p.Close()
-		w.Close(classify(s.Err()))
+		w.Close(peerEnded(w, s.Err()))
 	case <-p.Done():
 		w.Close(classify(p.Err()))
 	case <-w.Done():
@@ -161,4 +165,23 @@ func (e *Engine) runPlayer(w *wait, s *session.Session, st *forwarder.Stream, tr
 func (e *Engine) Available(name string) bool {
 	_, ok := e.reg.Lookup(name)
 	return ok
+}
+
+// peerCloseGrace is how long a session whose peer closed DTLS cleanly waits for the signaling stop message that
+// usually races it (the Web SDK sends unPublishStream/stopStream and closes its peer connection at once), so that
+// the client gets UNPUBLISHED/STOPPED rather than FAILED.
+const peerCloseGrace = 2 * time.Second
+
+// peerEnded is the cause a session ends with after its transport ended with err; a clean close by the peer first
+// gives signaling peerCloseGrace to close the session itself.
+func peerEnded(w *wait, err error) error {
+	if errors.Is(err, dtls.ErrPeerClosed) {
+		t := time.NewTimer(peerCloseGrace)
+		defer t.Stop()
+		select {
+		case <-w.Done():
+		case <-t.C:
+		}
+	}
+	return classify(err)
 }

@@ -165,7 +165,13 @@ func LoadConfig(args, env []string, stderr io.Writer) (*Config, error) {
 	for _, e := range env {
 		k, v, _ := strings.Cut(e, "=")
 		if name, ok := strings.CutPrefix(k, "RTCRELAY_"); ok {
-			envKV[strings.ToLower(strings.ReplaceAll(name, "_", "-"))] = v
+			name = strings.ToLower(strings.ReplaceAll(name, "_", "-"))
+			if fs.Lookup(name) == nil {
+				// Not an error: the environment is shared with other programs (test harnesses, wrappers).
+				fmt.Fprintf(stderr, "rtcrelay: ignoring unknown environment variable %s\n", k)
+				continue
+			}
+			envKV[name] = v
 		}
 	}
 	if err := apply(fs, envKV, "environment"); err != nil {

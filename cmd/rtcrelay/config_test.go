@@ -55,7 +55,7 @@ func TestLoadConfigJSONAndErrors(t *testing.T) {
 		{"bad port", []string{"--ws-port", "70000"}, nil},
 		{"bad ip", []string{"--ip", "nope"}, nil},
 		{"half tls", []string{"--tls-cert", "x"}, nil},
-		{"unknown env", nil, []string{"RTCRELAY_NO_SUCH=1"}},
+		{"bad env value", nil, []string{"RTCRELAY_WS_PORT=x"}},
 		{"stray arg", []string{"extra"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
