@@ -1,14 +1,13 @@
 package media
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"time"
 
-	"context"
-	"fmt"
 	"github.com/rtcrelay/rtcrelay/dtls"
-	"slices"
-
 	"github.com/rtcrelay/rtcrelay/forwarder"
 	"github.com/rtcrelay/rtcrelay/relay"
 	"github.com/rtcrelay/rtcrelay/sdp"
