@@ -224,12 +224,21 @@ async function main() {
     headless: true,
     args: chromiumArgs(cfg.y4m),
     timeout: 30000,
+    // Only the Go test ends this driver (close command, stdin EOF or SIGKILL of the group); a stray signal must
+    // not close Chromium behind its back, so each one is logged to stderr instead.
+    handleSIGINT: false,
+    handleSIGTERM: false,
+    handleSIGHUP: false,
   });
+  let closing = false;
+  browser.on('disconnected', () => { if (!closing) process.stderr.write('relay-driver: Chromium disconnected unexpectedly\n'); });
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => process.stderr.write(`relay-driver: got ${sig}\n`));
   const ctx = await browser.newContext();
   await ctx.addInitScript(INIT);
   const pages = {};
   const reply = (o) => process.stdout.write(JSON.stringify(o) + '\n');
   const shutdown = async () => {
+    closing = true;
     try { await browser.close(); } catch { /* closing anyway */ }
     server.close();
     process.exit(0);
@@ -274,7 +283,7 @@ async function main() {
       }
     });
   });
-  rl.on('close', () => { chain.then(shutdown); });
+  rl.on('close', () => { process.stderr.write('relay-driver: stdin closed\n'); chain.then(shutdown); });
 }
 
 main().catch((e) => {
