@@ -52,10 +52,16 @@ func startRelayBrowser(t testing.TB) *relayBrowser {
 	cfg, _ := json.Marshal(map[string]any{"y4m": frameIDVideo(t), "frames": y4mFrames, "chromium": chromiumBin()})
 	driver := filepath.Join(repoRoot(t), "e2e", "browser", "relay-driver.mjs")
 	cmd := exec.Command("node", driver, string(cfg))
-	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir())
+	// A short TMPDIR (Playwright's profile lives there): Chromium's singleton socket path must fit in a
+	// sockaddr_un, which t.TempDir() with long test names may not.
+	tmp, err := os.MkdirTemp("", "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	b := &relayBrowser{t: t, cmd: cmd, replies: make(chan driverReply, 16), stderr: &logBuffer{}}
-	var err error
 	if b.stdin, err = cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
 	}
