@@ -59,7 +59,7 @@ func (e *Engine) publish(name string, tracks []forwarder.TrackInfo, up forwarder
 		return nil, err
 	}
 	e.mu.Lock()
-	e.streams[name] = &published{stream: st, custom: slices.Clone(custom)}
+	e.streams[name] = &published{stream: st, custom: slices.Clone(custom), since: time.Now()}
 	e.mu.Unlock()
 	go func() {
 		<-st.Done()

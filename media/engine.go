@@ -52,6 +52,7 @@ type published struct {
 	stream *forwarder.Stream
 	custom []byte // the publisher's `custom` field (relay path), for loop detection of onward relays
 	feed   *feed  // set when a pull relay feeds the stream: it survives reconnects
+	since  time.Time
 }
 
 // New makes an Engine.

@@ -71,7 +71,7 @@ func (e *Engine) attachPull(o *outbound, ans *sdp.Description) error {
 			return err
 		}
 		f.stream = st
-		e.streams[f.name] = &published{stream: st, feed: f}
+		e.streams[f.name] = &published{stream: st, feed: f, since: time.Now()}
 		go func() {
 			<-st.Done()
 			e.mu.Lock()

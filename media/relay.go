@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -225,4 +227,43 @@ func (o *outbound) Stats() relay.OutboundStats {
 	}
 	st.Bitrate = o.rate
 	return st
+}
+
+// Pulled describes a stream published here by a pull relay (it has no WebSocket session of its own).
+type Pulled struct {
+	Name               string
+	HasAudio, HasVideo bool
+	Since              time.Time
+}
+
+// PulledStreams lists the streams that pull relays publish here, sorted by name.
+func (e *Engine) PulledStreams() []Pulled {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []Pulled
+	for name, p := range e.streams {
+		if p.feed == nil {
+			continue
+		}
+		pi := Pulled{Name: name, Since: p.since}
+		for _, t := range p.stream.Tracks() {
+			pi.HasAudio = pi.HasAudio || t.Kind == "audio"
+			pi.HasVideo = pi.HasVideo || t.Kind == "video"
+		}
+		out = append(out, pi)
+	}
+	slices.SortFunc(out, func(a, b Pulled) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// EndPulled ends the local stream a pull relay publishes (its players get their terminal status).
+func (e *Engine) EndPulled(name string) bool {
+	e.mu.Lock()
+	p := e.streams[name]
+	e.mu.Unlock()
+	if p == nil || p.feed == nil {
+		return false
+	}
+	p.stream.Close()
+	return true
 }

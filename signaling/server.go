@@ -241,7 +241,11 @@ type StreamFilter struct {
 	SessionID       string
 }
 
-func (f *StreamFilter) match(si *StreamInfo) bool {
+// Match reports whether si passes every set field of f (a nil filter matches everything).
+func (f *StreamFilter) Match(si *StreamInfo) bool {
+	if f == nil {
+		return true
+	}
 	if f.MediaSessionID != "" && f.MediaSessionID != si.MediaSessionID {
 		return false
 	}
@@ -268,7 +272,7 @@ func (s *Server) Streams(f *StreamFilter) []StreamInfo {
 	for _, c := range s.conns {
 		for _, st := range c.streams {
 			si := st.infoLocked()
-			if f == nil || f.match(&si) {
+			if f == nil || f.Match(&si) {
 				out = append(out, si)
 			}
 		}
@@ -290,7 +294,7 @@ func (s *Server) TerminateStream(f StreamFilter, info string) int {
 	for _, c := range s.conns {
 		for _, st := range c.streams {
 			si := st.infoLocked()
-			if !f.match(&si) {
+			if !f.Match(&si) {
 				continue
 			}
 			n++

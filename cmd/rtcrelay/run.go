@@ -137,7 +137,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return fmt.Errorf("relay manager: %w", err)
 	}
 
-	api := rest.NewHandler(rest.Config{Relays: relays, Streams: sig, Connections: sig, Token: cfg.RESTToken, Logger: log.With("component", "rest")})
+	api := rest.NewHandler(rest.Config{Relays: relays, Streams: &streams{sig: sig, engine: engine, relays: relays}, Connections: sig, Token: cfg.RESTToken, Logger: log.With("component", "rest")})
 	pages := web.Handler(web.Config{WSPort: cfg.WSPort, WSSPort: cfg.WSSPort})
 	httpMux := http.NewServeMux()
 	httpMux.Handle("/rest-api/", api)
