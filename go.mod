@@ -15,6 +15,8 @@ require (
 	golang.org/x/net v0.62.0
 )
 
+require github.com/google/pprof v0.0.0-20261105003125-4bf881d7fb0b // indirect
+
 require (
 	github.com/gobwas/httphead v0.1.0 // indirect
 	github.com/google/uuid v1.6.0 // indirect
