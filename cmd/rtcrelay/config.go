@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -70,7 +71,7 @@ func (c *Config) flagSet() *flag.FlagSet {
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for wss:// and https://")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key for wss:// and https://")
 	fs.IntVar(&c.MediaPort, "media-port", 31001, "the one UDP port all media sessions share")
-	fs.StringVar(&c.MediaBind, "media-bind", "", "address the media UDP socket binds (default: --listen-host)")
+	fs.StringVar(&c.MediaBind, "media-bind", "", "address the media UDP socket binds (default: --listen-host, or 0.0.0.0 when --ip advertises a non-loopback address)")
 	fs.Func("ip", "addresses advertised as ICE candidates, comma-separated (public IP / 1:1 NAT; default: the bound address, or 127.0.0.1)", func(s string) error {
 		ips, err := parseList(s, netip.ParseAddr)
 		c.IPs = ips
@@ -276,6 +277,10 @@ func (c *Config) Validate() error {
 	}
 	if c.MediaBind == "" {
 		c.MediaBind = c.ListenHost
+		// Advertising an address other than loopback means browsers elsewhere must reach the media socket.
+		if slices.ContainsFunc(c.IPs, func(a netip.Addr) bool { return !a.IsLoopback() }) {
+			c.MediaBind = "0.0.0.0"
+		}
 	}
 	if _, err := netip.ParseAddr(c.MediaBind); err != nil {
 		errs = append(errs, fmt.Errorf("media-bind: %w", err))

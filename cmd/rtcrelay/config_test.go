@@ -29,6 +29,9 @@ func TestLoadConfigPrecedence(t *testing.T) {
 	if len(c.IPs) != 1 || c.IPs[0] != netip.MustParseAddr("192.0.2.7") {
 		t.Errorf("ip = %v", c.IPs)
 	}
+	if c.MediaBind != "0.0.0.0" { // a public --ip needs a media socket others can reach
+		t.Errorf("media-bind = %q", c.MediaBind)
+	}
 	if !c.AgentSSL || c.ICETimeout != 3*time.Second || len(c.AcceptRemote) != 2 {
 		t.Errorf("config = %+v", c)
 	}
