@@ -12,6 +12,7 @@ import (
 	piondtls "github.com/pion/dtls/v3"
 	pionice "github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -190,8 +191,15 @@ func runBaseline(b *testing.B, subs int) {
 
 	// Warm up until every player has its track (pion players see a track at its first packet).
 	pub := newPublisher(b, netip.AddrPort{})
+	// pion's publisher adds its own header extensions: give it the payload without ours.
+	var pkt rtp.Packet
 	sendPion := func() {
-		if _, err := pubTrack.Write(pub.packet()); err != nil {
+		raw := pub.packet()
+		if err := pkt.Unmarshal(raw); err != nil {
+			b.Fatal(err)
+		}
+		pkt.Header.Extension, pkt.Header.Extensions = false, pkt.Header.Extensions[:0]
+		if err := pubTrack.WriteRTP(&pkt); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -25,8 +25,8 @@ import (
 
 const (
 	payloadSize  = 1200
-	keyframeEach = 30      // publisher packets between keyframes
-	window       = 2048    // forwarded datagrams in flight at most
+	keyframeEach = 30   // publisher packets between keyframes
+	window       = 2048 // forwarded datagrams in flight at most
 	warmPackets  = 1500
 	pubWindow    = 128     // publisher packets in flight at most (the writer queues hold 512)
 	sockBuf      = 8 << 20 // SO_RCVBUF/SO_SNDBUF of every socket

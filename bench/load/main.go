@@ -1,0 +1,349 @@
+// Command load drives a running rtcrelay over the real protocol (WCS WebSocket signaling, ICE, DTLS-SRTP):
+// one publisher of synthetic VP8 + Opus RTP and N players, built on rtcrelay's own transport packages. It prints
+// a progress line per second and a final table: packets/s in and out, loss, latency (stamped packets), setup
+// time, the server's CPU per million forwarded packets and memory per player (from the server's GET /metrics),
+// and its own CPU.
+//
+//	go run ./bench/load -server ws://127.0.0.1:8080 -metrics http://127.0.0.1:8081/metrics -players 100 -duration 20s
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/rtcrelay/rtcrelay/dtls"
+	"github.com/rtcrelay/rtcrelay/ice"
+	"github.com/rtcrelay/rtcrelay/sdp"
+	"github.com/rtcrelay/rtcrelay/session"
+	"github.com/rtcrelay/rtcrelay/signaling"
+)
+
+type options struct {
+	server, metrics, stream string
+	players, concurrency    int
+	duration                time.Duration
+	bitrate                 float64
+	fps                     int
+	bind                    netip.Addr
+	verbose                 bool
+}
+
+func main() {
+	var o options
+	var bind string
+	flag.StringVar(&o.server, "server", "ws://127.0.0.1:8080", "signaling URL of the running rtcrelay")
+	flag.StringVar(&o.metrics, "metrics", "http://127.0.0.1:8081/metrics", "the server's metrics URL (GET /metrics JSON); empty: none")
+	flag.StringVar(&o.stream, "stream", "", "stream name (default: load-<pid>)")
+	flag.IntVar(&o.players, "players", 100, "number of players")
+	flag.IntVar(&o.concurrency, "concurrency", 16, "players set up at once")
+	flag.DurationVar(&o.duration, "duration", 20*time.Second, "how long to measure once every player is up")
+	flag.Float64Var(&o.bitrate, "bitrate", 1.5e6, "publisher bitrate in bit/s (video + audio)")
+	flag.IntVar(&o.fps, "fps", 30, "video frames per second (a keyframe every second)")
+	flag.StringVar(&bind, "bind", "127.0.0.1", "local address of the publisher's and players' UDP sockets")
+	flag.BoolVar(&o.verbose, "v", false, "log the transport at debug level")
+	flag.Parse()
+	var err error
+	if o.bind, err = netip.ParseAddr(bind); err != nil {
+		fmt.Fprintln(os.Stderr, "load: -bind:", err)
+		os.Exit(2)
+	}
+	if o.stream == "" {
+		o.stream = fmt.Sprintf("load-%d", os.Getpid())
+	}
+	if err := run(context.Background(), o); err != nil {
+		fmt.Fprintln(os.Stderr, "load:", err)
+		os.Exit(1)
+	}
+}
+
+// peer is the publisher's or a player's transport: its own UDP socket (as a browser's peer connection has), a
+// session and a signaling connection.
+type peer struct {
+	sock *ice.Socket
+	sess *session.Session
+	sig  *signaling.Client
+}
+
+func (p *peer) close() {
+	if p.sess != nil {
+		p.sess.Close(nil)
+	}
+	if p.sig != nil {
+		p.sig.Close()
+	}
+	if p.sock != nil {
+		p.sock.Close()
+	}
+}
+
+// connect makes the socket and the session, sends the offer (publish or play) and brings the transport up.
+func connect(ctx context.Context, o options, cert *dtls.Certificate, log *slog.Logger, publish bool, tracks []sdp.Track) (*peer, error) {
+	p := &peer{}
+	var err error
+	p.sock, err = ice.Listen(ice.SocketConfig{Addr: netip.AddrPortFrom(o.bind, 0), ReadBuffer: 1 << 20, WriteBuffer: 1 << 20, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	go func() { _ = p.sock.Serve(context.Background()) }()
+	if p.sess, err = session.NewOfferer(session.Config{Socket: p.sock, Certificate: cert, Logger: log}); err != nil {
+		p.close()
+		return nil, err
+	}
+	offer, err := sdp.BuildOffer(p.sess.Transport(), tracks, "load", "load")
+	if err != nil {
+		p.close()
+		return nil, err
+	}
+	if p.sig, err = signaling.Dial(ctx, o.server, signaling.ClientConfig{Logger: log}); err != nil {
+		p.close()
+		return nil, err
+	}
+	var answer string
+	if publish {
+		answer, err = p.sig.Publish(ctx, o.stream, "", offer, nil)
+	} else {
+		answer, err = p.sig.Play(ctx, o.stream, "", offer, nil)
+	}
+	if err != nil {
+		p.close()
+		return nil, err
+	}
+	desc, err := sdp.Parse(answer)
+	if err == nil {
+		err = p.sess.SetRemote(desc)
+	}
+	if err == nil {
+		err = p.sess.Start(ctx)
+	}
+	if err != nil {
+		p.close()
+		return nil, err
+	}
+	return p, nil
+}
+
+var (
+	opus = sdp.Codec{PayloadType: 111, Name: "opus", ClockRate: 48000, Channels: 2, Fmtp: "minptime=10;useinbandfec=1"}
+	vp8  = sdp.Codec{PayloadType: 96, Name: "VP8", ClockRate: 90000, Feedback: []string{"nack", "nack pli", "ccm fir"}}
+)
+
+func run(ctx context.Context, o options) error {
+	level := slog.LevelWarn
+	if o.verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cert, err := dtls.GenerateCertificate()
+	if err != nil {
+		return err
+	}
+	m0, _ := fetchMetrics(o.metrics)
+
+	// The publisher.
+	src := newSource(o)
+	pub, err := connect(ctx, o, cert, log, true, []sdp.Track{
+		{Mid: "0", Kind: sdp.KindAudio, Codec: opus, SSRC: src.audioSSRC, Direction: sdp.DirSendOnly},
+		{Mid: "1", Kind: sdp.KindVideo, Codec: vp8, SSRC: src.videoSSRC, Direction: sdp.DirSendOnly},
+	})
+	if err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	defer pub.close()
+	pubCtx, stopPub := context.WithCancel(ctx)
+	pubDone := make(chan struct{})
+	go func() { defer close(pubDone); src.run(pubCtx, pub.sess) }()
+	fmt.Printf("publisher up: %s, %.2f Mbit/s, %d fps\n", o.stream, o.bitrate/1e6, o.fps)
+
+	// The players, o.concurrency at a time.
+	players := make([]*player, o.players)
+	var setupMu sync.Mutex
+	var setups []time.Duration
+	var failed atomic.Int64
+	var up atomic.Int64
+	sem := make(chan struct{}, o.concurrency)
+	var wg sync.WaitGroup
+	start := time.Now()
+	progressStop := make(chan struct{})
+	go progress(o, src, players, &up, &failed, progressStop)
+	for i := range players {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			t0 := time.Now()
+			pl := newPlayer()
+			sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			p, err := connect(sctx, o, cert, log, false, []sdp.Track{
+				{Mid: "0", Kind: sdp.KindAudio, Codec: opus, Direction: sdp.DirRecvOnly},
+				{Mid: "1", Kind: sdp.KindVideo, Codec: vp8, Direction: sdp.DirRecvOnly},
+			})
+			if err != nil {
+				failed.Add(1)
+				log.Warn("player setup", "i", i, "err", err)
+				return
+			}
+			pl.peer = p
+			p.sess.SetSink(pl)
+			setupMu.Lock()
+			setups = append(setups, time.Since(t0))
+			setupMu.Unlock()
+			players[i] = pl
+			up.Add(1)
+		}()
+	}
+	wg.Wait()
+	fmt.Printf("%d players up in %.1fs (%d failed)\n", up.Load(), time.Since(start).Seconds(), failed.Load())
+	m1, _ := fetchMetrics(o.metrics)
+	time.Sleep(1500 * time.Millisecond) // every player past its first keyframe
+
+	// The measurement window.
+	for _, pl := range players {
+		if pl != nil {
+			pl.resetWindow()
+		}
+	}
+	in0 := src.sent.Load()
+	cpu0 := cpuTime()
+	mA, okA := fetchMetrics(o.metrics)
+	t0 := time.Now()
+	time.Sleep(o.duration)
+	mB, okB := fetchMetrics(o.metrics)
+	elapsed := time.Since(t0)
+	cpu := cpuTime() - cpu0
+	in := src.sent.Load() - in0
+	stopPub()
+	<-pubDone
+	time.Sleep(time.Second) // what is in flight arrives
+	close(progressStop)
+
+	// Results.
+	var out, lost, expected uint64
+	var lat histogram
+	for _, pl := range players {
+		if pl == nil {
+			continue
+		}
+		r, e := pl.result(src)
+		out += r
+		expected += e
+		lat.merge(&pl.lat)
+	}
+	if expected > out {
+		lost = expected - out
+	}
+	slices.Sort(setups)
+	fmt.Println()
+	fmt.Printf("%-28s %d (%d failed)\n", "players", up.Load(), failed.Load())
+	fmt.Printf("%-28s %.0f\n", "packets/s in (publisher)", float64(in)/elapsed.Seconds())
+	fmt.Printf("%-28s %.0f\n", "packets/s out (received)", float64(out)/elapsed.Seconds())
+	fmt.Printf("%-28s %.4f %% (%d of %d)\n", "loss", 100*float64(lost)/math.Max(1, float64(expected)), lost, expected)
+	fmt.Printf("%-28s p50 %s  p99 %s  max %s\n", "latency (send → receive)", us(lat.quantile(0.5)), us(lat.quantile(0.99)), us(lat.quantile(1)))
+	fmt.Printf("%-28s p50 %s  p99 %s\n", "setup (dial → DTLS done)", ms(pct(setups, 0.5)), ms(pct(setups, 0.99)))
+	if okA && okB {
+		fwd := mB.PacketsOut - mA.PacketsOut
+		cpuS := mB.CPUSeconds - mA.CPUSeconds
+		fmt.Printf("%-28s %.2f s (%.0f %% of a core)\n", "server CPU / 1M fwd pkts", cpuS/math.Max(1, float64(fwd))*1e6, 100*cpuS/elapsed.Seconds())
+		fmt.Printf("%-28s %.0f (server count)\n", "server fwd pkts/s", float64(fwd)/elapsed.Seconds())
+		if up.Load() > 0 && m1.RSSBytes > 0 && m0.RSSBytes > 0 {
+			fmt.Printf("%-28s %.1f KiB RSS, %.1f KiB Go heap\n", "server memory per player",
+				float64(int64(m1.RSSBytes)-int64(m0.RSSBytes))/float64(up.Load())/1024,
+				float64(int64(m1.HeapBytes)-int64(m0.HeapBytes))/float64(up.Load())/1024)
+		}
+	} else {
+		fmt.Printf("%-28s unavailable (no %s)\n", "server CPU / memory", o.metrics)
+	}
+	fmt.Printf("%-28s %.0f %% of a core (%.2f s)\n", "load tool CPU", 100*cpu.Seconds()/elapsed.Seconds(), cpu.Seconds())
+	for _, pl := range players {
+		if pl != nil {
+			pl.peer.close()
+		}
+	}
+	return nil
+}
+
+// progress prints one line per second until stop.
+func progress(o options, src *source, players []*player, up, failed *atomic.Int64, stop chan struct{}) {
+	tk := time.NewTicker(time.Second)
+	defer tk.Stop()
+	var lastIn, lastOut uint64
+	lastCPU := cpuTime()
+	t0 := time.Now()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tk.C:
+		}
+		var out uint64
+		for _, pl := range players {
+			if pl != nil {
+				out += pl.total.Load()
+			}
+		}
+		in := src.sent.Load()
+		c := cpuTime()
+		m, ok := fetchMetrics(o.metrics)
+		srv := ""
+		if ok {
+			srv = fmt.Sprintf(" server: cpu %.1fs fwd %d", m.CPUSeconds, m.PacketsOut)
+		}
+		fmt.Printf("%5.0fs players %d/%d (failed %d) in %d/s out %d/s tool cpu %.0f%%%s\n",
+			time.Since(t0).Seconds(), up.Load(), o.players, failed.Load(), in-lastIn, out-lastOut,
+			100*(c-lastCPU).Seconds(), srv)
+		lastIn, lastOut, lastCPU = in, out, c
+	}
+}
+
+// metrics is what the load tool reads from the server's GET /metrics.
+type metrics struct {
+	CPUSeconds float64 `json:"cpuSeconds"`
+	RSSBytes   uint64  `json:"rssBytes"`
+	HeapBytes  uint64  `json:"heapBytes"`
+	PacketsOut uint64  `json:"packetsOut"`
+}
+
+func fetchMetrics(url string) (metrics, bool) {
+	var m metrics
+	if url == "" {
+		return m, false
+	}
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return m, false
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&m) != nil {
+		return m, false
+	}
+	return m, true
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func pct(d []time.Duration, q float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	return d[min(len(d)-1, int(q*float64(len(d))))]
+}
+
+func us(d time.Duration) string { return fmt.Sprintf("%.0fµs", float64(d)/1e3) }
+func ms(d time.Duration) string { return fmt.Sprintf("%.0fms", float64(d)/1e6) }
