@@ -64,7 +64,7 @@ type StreamView struct {
 	} `json:"history"`
 }
 
-// Sample is what the driver measured while a player played (see driver.mjs sample()).
+// Sample is what the driver measured while a player played (see lib.mjs sample()).
 type Sample struct {
 	Decoded, Total   int
 	FirstFrameMs     int // from the sample step's start (right after PLAYING) to the first decoded frame; -1 = none
