@@ -140,7 +140,7 @@ var (
 )
 
 func run(ctx context.Context, o options) error {
-	level := slog.LevelWarn
+	level := slog.LevelError
 	if o.verbose {
 		level = slog.LevelDebug
 	}
@@ -161,10 +161,7 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("publish: %w", err)
 	}
 	defer pub.close()
-	pubCtx, stopPub := context.WithCancel(ctx)
-	pubDone := make(chan struct{})
-	go func() { defer close(pubDone); src.run(pubCtx, pub.sess) }()
-	fmt.Printf("publisher up: %s, %.2f Mbit/s, %d fps\n", o.stream, o.bitrate/1e6, o.fps)
+	fmt.Printf("publisher up: %s, %.2f Mbit/s, %d fps; media starts once the players are up\n", o.stream, o.bitrate/1e6, o.fps)
 
 	// The players, o.concurrency at a time.
 	players := make([]*player, o.players)
@@ -207,6 +204,10 @@ func run(ctx context.Context, o options) error {
 	wg.Wait()
 	fmt.Printf("%d players up in %.1fs (%d failed)\n", up.Load(), time.Since(start).Seconds(), failed.Load())
 	m1, _ := fetchMetrics(o.metrics)
+	// Media starts now (with a keyframe), so that setting players up does not compete with forwarding.
+	pubCtx, stopPub := context.WithCancel(ctx)
+	pubDone := make(chan struct{})
+	go func() { defer close(pubDone); src.run(pubCtx, pub.sess) }()
 	time.Sleep(1500 * time.Millisecond) // every player past its first keyframe
 
 	// The measurement window.

@@ -137,9 +137,9 @@ type player struct {
 	total atomic.Uint64
 	reset atomic.Bool // asks the reader goroutine to start the measurement window
 
-	mu    sync.Mutex
-	rx    [2]trackRx
-	lat   histogram
+	mu  sync.Mutex
+	rx  [2]trackRx
+	lat histogram
 }
 
 type trackRx struct {
