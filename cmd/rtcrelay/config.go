@@ -35,6 +35,8 @@ type Config struct {
 	AcceptRemote []netip.Prefix
 	DTLSCert     string
 	DTLSKey      string
+	SendBatch    int
+	NoGSO        bool
 	ICETimeout   time.Duration
 	DTLSTimeout  time.Duration
 
@@ -84,6 +86,8 @@ func (c *Config) flagSet() *flag.FlagSet {
 	})
 	fs.StringVar(&c.DTLSCert, "dtls-cert", "", "PEM certificate for DTLS (default: a fresh ECDSA P-256 one per start)")
 	fs.StringVar(&c.DTLSKey, "dtls-key", "", "PEM private key for DTLS")
+	fs.IntVar(&c.SendBatch, "send-batch", 0, "datagrams per sendmmsg on the forwarding path (0: the default 64; 1: one sendto each)")
+	fs.BoolVar(&c.NoGSO, "no-gso", false, "do not coalesce a player's equal-size packets into one UDP GSO send")
 	fs.DurationVar(&c.ICETimeout, "ice-timeout", 10*time.Second, "deadline for ICE to connect")
 	fs.DurationVar(&c.DTLSTimeout, "dtls-timeout", 10*time.Second, "deadline for the DTLS handshake")
 	fs.DurationVar(&c.PingInterval, "ping-interval", 5*time.Second, "server ping interval on WebSocket sessions")
@@ -268,6 +272,9 @@ func (c *Config) Validate() error {
 	}
 	if (c.DTLSCert == "") != (c.DTLSKey == "") {
 		errs = append(errs, errors.New("dtls-cert and dtls-key go together"))
+	}
+	if c.SendBatch < 0 {
+		errs = append(errs, errors.New("send-batch must not be negative"))
 	}
 	if c.ICETimeout <= 0 || c.DTLSTimeout <= 0 {
 		errs = append(errs, errors.New("ice-timeout and dtls-timeout must be positive"))

@@ -72,6 +72,8 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		AcceptRemote: accept,
 		ReadBuffer:   4 << 20,
 		WriteBuffer:  4 << 20,
+		SendBatch:    cfg.SendBatch,
+		NoGSO:        cfg.NoGSO,
 		Logger:       log.With("component", "media-socket"),
 	})
 	if err != nil {
