@@ -198,6 +198,8 @@ func BenchmarkCeiling(b *testing.B) {
 		b.Run(subName(n), func(b *testing.B) {
 			b.Run("sendto", func(b *testing.B) { runCeiling(b, n, false) })
 			b.Run("sendmmsg", func(b *testing.B) { runCeiling(b, n, true) })
+			b.Run("burst-mmsg", func(b *testing.B) { runBurstCeiling(b, n, true) })
+			b.Run("burst-gso", func(b *testing.B) { runBurstCeiling(b, n, false) })
 		})
 	}
 }
@@ -208,35 +210,57 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// summary prints, per subscriber count, the forwarder's packets per CPU-second against the ceilings and the
-// baseline (the server's CPU share when profiling was possible, else the whole process's).
+// ceilingVariants are BenchmarkCeiling's sub-benchmarks, weakest first.
+var ceilingVariants = []string{"sendto", "sendmmsg", "burst-mmsg", "burst-gso"}
+
+// summary prints, per subscriber count, the forwarder's packets per CPU-second against every ceiling variant and
+// the baseline (the server's CPU share when profiling was possible, else the whole process's), and the
+// forwarder's share of the best ceiling variant at that count.
 func summary() {
 	if len(results) == 0 {
 		return
 	}
-	get := func(name string) (result, bool) { r, ok := results[name]; return r, ok }
-	fmt.Println("\nfan-out summary: forwarded packets per server CPU-second (srv share by pprof labels; process CPU if absent)")
-	fmt.Printf("%-6s %12s %12s %12s %12s | %8s %8s %8s\n", "subs", "forwarder", "ceil-sendto", "ceil-mmsg", "pion", "%ceilTo", "%ceilMM", "×pion")
+	srv := *srvCPU
+	basis := "process CPU (publisher and receivers included)"
+	if srv {
+		basis = "server CPU share (pprof labels)"
+	}
+	fmt.Printf("\nfan-out summary: forwarded packets per CPU-second, %s\n", basis)
+	fmt.Printf("%-5s %10s", "subs", "forwarder")
+	for _, v := range ceilingVariants {
+		fmt.Printf(" %11s", "c-"+v)
+	}
+	fmt.Printf(" %10s | %-22s %8s\n", "pion", "% of best ceiling", "×pion")
 	for _, n := range subCounts {
-		f, ok := get("BenchmarkForward/" + subName(n))
+		f, ok := results["BenchmarkForward/"+subName(n)]
 		if !ok {
 			continue
 		}
-		row := []string{fmt.Sprintf("%.0f", f.perCoreSecond())}
-		var ratios []string
-		for i, name := range []string{"BenchmarkCeiling/" + subName(n) + "/sendto", "BenchmarkCeiling/" + subName(n) + "/sendmmsg", "BenchmarkBaseline/" + subName(n)} {
-			if r, ok := get(name); ok {
-				row = append(row, fmt.Sprintf("%.0f", r.perCoreSecond()))
-				if i < 2 {
-					ratios = append(ratios, fmt.Sprintf("%.0f%%", 100*f.perCoreSecond()/r.perCoreSecond()))
-				} else {
-					ratios = append(ratios, fmt.Sprintf("%.2f×", f.perCoreSecond()/r.perCoreSecond()))
-				}
-			} else {
-				row = append(row, "-")
-				ratios = append(ratios, "-")
+		fwd := f.perCoreSecond()
+		fmt.Printf("%-5d %10.0f", n, fwd)
+		best, bestName := 0.0, ""
+		for _, v := range ceilingVariants {
+			r, ok := results["BenchmarkCeiling/"+subName(n)+"/"+v]
+			if !ok {
+				fmt.Printf(" %11s", "-")
+				continue
+			}
+			fmt.Printf(" %11.0f", r.perCoreSecond())
+			if r.perCoreSecond() > best {
+				best, bestName = r.perCoreSecond(), v
 			}
 		}
-		fmt.Printf("%-6d %12s %12s %12s %12s | %8s %8s %8s\n", n, row[0], row[1], row[2], row[3], ratios[0], ratios[1], ratios[2])
+		pion := "-"
+		if r, ok := results["BenchmarkBaseline/"+subName(n)]; ok {
+			fmt.Printf(" %10.0f", r.perCoreSecond())
+			pion = fmt.Sprintf("%.2f×", fwd/r.perCoreSecond())
+		} else {
+			fmt.Printf(" %10s", "-")
+		}
+		pct := "-"
+		if best > 0 {
+			pct = fmt.Sprintf("%.0f%% (of %s)", 100*fwd/best, bestName)
+		}
+		fmt.Printf(" | %-22s %8s\n", pct, pion)
 	}
 }
