@@ -38,6 +38,8 @@ type options struct {
 	fps                     int
 	bind                    netip.Addr
 	verbose                 bool
+	sampleEvery             int
+	fullRead                bool
 }
 
 func main() {
@@ -53,11 +55,16 @@ func main() {
 	flag.IntVar(&o.fps, "fps", 30, "video frames per second (a keyframe every second)")
 	flag.StringVar(&bind, "bind", "127.0.0.1", "local address of the publisher's and players' UDP sockets")
 	flag.BoolVar(&o.verbose, "v", false, "log the transport at debug level")
+	flag.IntVar(&o.sampleEvery, "sample", 16, "players decrypt every n-th packet (latency stamp); the rest are counted from the clear RTP header")
+	flag.BoolVar(&o.fullRead, "full-read", false, "players read with ice.Socket.Serve and decrypt every packet (the old, heavy path)")
 	flag.Parse()
 	var err error
 	if o.bind, err = netip.ParseAddr(bind); err != nil {
 		fmt.Fprintln(os.Stderr, "load: -bind:", err)
 		os.Exit(2)
+	}
+	if o.fullRead {
+		o.sampleEvery = 1
 	}
 	if o.stream == "" {
 		o.stream = fmt.Sprintf("load-%d", os.Getpid())
@@ -89,14 +96,25 @@ func (p *peer) close() {
 }
 
 // connect makes the socket and the session, sends the offer (publish or play) and brings the transport up.
-func connect(ctx context.Context, o options, cert *dtls.Certificate, log *slog.Logger, publish bool, tracks []sdp.Track) (*peer, error) {
+// A player (pl not nil) reads its socket with the light reader, unless -full-read.
+func connect(ctx context.Context, o options, cert *dtls.Certificate, log *slog.Logger, pl *player, tracks []sdp.Track) (*peer, error) {
 	p := &peer{}
+	publish := pl == nil
 	var err error
 	p.sock, err = ice.Listen(ice.SocketConfig{Addr: netip.AddrPortFrom(o.bind, 0), ReadBuffer: 1 << 20, WriteBuffer: 1 << 20, Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	go func() { _ = p.sock.Serve(context.Background()) }()
+	if publish || o.fullRead {
+		go func() { _ = p.sock.Serve(context.Background()) }()
+	} else {
+		r, err := newLightReader(p.sock, pl)
+		if err != nil {
+			p.close()
+			return nil, err
+		}
+		go r.run()
+	}
 	if p.sess, err = session.NewOfferer(session.Config{Socket: p.sock, Certificate: cert, Logger: log}); err != nil {
 		p.close()
 		return nil, err
@@ -153,7 +171,7 @@ func run(ctx context.Context, o options) error {
 
 	// The publisher.
 	src := newSource(o)
-	pub, err := connect(ctx, o, cert, log, true, []sdp.Track{
+	pub, err := connect(ctx, o, cert, log, nil, []sdp.Track{
 		{Mid: "0", Kind: sdp.KindAudio, Codec: opus, SSRC: src.audioSSRC, Direction: sdp.DirSendOnly},
 		{Mid: "1", Kind: sdp.KindVideo, Codec: vp8, SSRC: src.videoSSRC, Direction: sdp.DirSendOnly},
 	})
@@ -180,10 +198,10 @@ func run(ctx context.Context, o options) error {
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			t0 := time.Now()
-			pl := newPlayer()
+			pl := newPlayer(o.sampleEvery)
 			sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
-			p, err := connect(sctx, o, cert, log, false, []sdp.Track{
+			p, err := connect(sctx, o, cert, log, pl, []sdp.Track{
 				{Mid: "0", Kind: sdp.KindAudio, Codec: opus, Direction: sdp.DirRecvOnly},
 				{Mid: "1", Kind: sdp.KindVideo, Codec: vp8, Direction: sdp.DirRecvOnly},
 			})
@@ -193,7 +211,11 @@ func run(ctx context.Context, o options) error {
 				return
 			}
 			pl.peer = p
-			p.sess.SetSink(pl)
+			if o.fullRead {
+				p.sess.SetSink(fullSink{pl})
+			} else {
+				p.sess.SetSink(pl)
+			}
 			setupMu.Lock()
 			setups = append(setups, time.Since(t0))
 			setupMu.Unlock()
@@ -233,6 +255,7 @@ func run(ctx context.Context, o options) error {
 	// Results.
 	var out, lost, expected uint64
 	var lat histogram
+	var samples uint64
 	for _, pl := range players {
 		if pl == nil {
 			continue
@@ -240,7 +263,10 @@ func run(ctx context.Context, o options) error {
 		r, e := pl.result(src)
 		out += r
 		expected += e
+		pl.mu.Lock()
 		lat.merge(&pl.lat)
+		samples += pl.samples
+		pl.mu.Unlock()
 	}
 	if expected > out {
 		lost = expected - out
@@ -251,7 +277,8 @@ func run(ctx context.Context, o options) error {
 	fmt.Printf("%-28s %.0f\n", "packets/s in (publisher)", float64(in)/elapsed.Seconds())
 	fmt.Printf("%-28s %.0f\n", "packets/s out (received)", float64(out)/elapsed.Seconds())
 	fmt.Printf("%-28s %.4f %% (%d of %d)\n", "loss", 100*float64(lost)/math.Max(1, float64(expected)), lost, expected)
-	fmt.Printf("%-28s p50 %s  p99 %s  max %s\n", "latency (send → receive)", us(lat.quantile(0.5)), us(lat.quantile(0.99)), us(lat.quantile(1)))
+	fmt.Printf("%-28s p50 %s  p99 %s  max %s (%d samples, 1 in %d decrypted)\n", "latency (send → receive)",
+		us(lat.quantile(0.5)), us(lat.quantile(0.99)), us(lat.quantile(1)), samples, max(1, o.sampleEvery))
 	fmt.Printf("%-28s p50 %s  p99 %s\n", "setup (dial → DTLS done)", ms(pct(setups, 0.5)), ms(pct(setups, 0.99)))
 	if okA && okB {
 		fwd := mB.PacketsOut - mA.PacketsOut

@@ -130,33 +130,74 @@ func (s *source) send(w *session.Session, k int, ts uint32, marker, first, key b
 	s.seq[k]++
 }
 
-// player is a session sink that counts what arrives, per track, against the publisher's packet indexes, and
-// records the latency of every packet.
+// player accounts what arrives per track from the clear RTP header (its light reader calls account for every
+// SRTP datagram) and decrypts a sample: every sampleEvery-th packet goes to the session, which hands it back
+// decrypted to HandleRTP for the latency stamp and the publisher's packet index.
 type player struct {
-	peer  *peer
-	total atomic.Uint64
-	reset atomic.Bool // asks the reader goroutine to start the measurement window
+	peer        *peer
+	sampleEvery int
+	total       atomic.Uint64
+	reset       atomic.Bool // asks the reader goroutine to start the measurement window
 
-	mu  sync.Mutex
-	rx  [2]trackRx
-	lat histogram
+	mu      sync.Mutex // held by the reader for each batch it read
+	rx      [2]trackRx
+	lat     histogram
+	samples uint64
+	n       int // packets since the last sample
 }
 
 type trackRx struct {
-	started  bool
-	first    uint32 // the first packet index seen in the window
+	seen     bool // since the player started (the extended sequence numbers continue across the window reset)
+	started  bool // in the window
+	lastSeq  uint16
+	firstExt int64 // extended sequence numbers of the first and last packet in the window
+	lastExt  int64
 	received uint64
+	haveOff  bool
+	off      int64 // the publisher's packet index − the extended sequence number (constant per player and track)
 }
 
-func newPlayer() *player { return &player{} }
+func newPlayer(sampleEvery int) *player { return &player{sampleEvery: max(1, sampleEvery)} }
 
-// HandleRTP runs on the player's socket reader.
-func (pl *player) HandleRTP(p *packet.Buffer) {
-	pl.total.Add(1)
-	k := 1
-	if p.Header.PayloadType == audioPT {
-		k = 0
+func track(pt byte) int {
+	if pt&0x7F == audioPT {
+		return 0
 	}
+	return 1
+}
+
+// account counts one SRTP datagram from its clear header (mu held); it reports whether to decrypt it.
+func (pl *player) account(b []byte) (sample bool) {
+	pl.total.Add(1)
+	if pl.reset.Swap(false) {
+		for k := range pl.rx {
+			pl.rx[k].started, pl.rx[k].received = false, 0
+		}
+		pl.lat, pl.samples = histogram{}, 0
+	}
+	seq := binary.BigEndian.Uint16(b[2:])
+	t := &pl.rx[track(b[1])]
+	if !t.seen {
+		t.seen, t.lastSeq, t.lastExt = true, seq, int64(seq)
+	}
+	ext := t.lastExt + int64(int16(seq-t.lastSeq))
+	if ext > t.lastExt {
+		t.lastExt, t.lastSeq = ext, seq
+	}
+	if !t.started {
+		t.started, t.firstExt = true, ext
+	}
+	t.received++
+	pl.n++
+	if pl.n >= pl.sampleEvery {
+		pl.n = 0
+		return true
+	}
+	return false
+}
+
+// HandleRTP gets the sampled packets, decrypted, on the reader goroutine (mu held).
+func (pl *player) HandleRTP(p *packet.Buffer) {
 	b := p.Bytes()
 	off := p.Header.MarshalSize()
 	if len(b) < off+stampOff+12 {
@@ -166,28 +207,37 @@ func (pl *player) HandleRTP(p *packet.Buffer) {
 	sent := int64(binary.LittleEndian.Uint64(pay[stampOff:]))
 	idx := binary.LittleEndian.Uint32(pay[stampOff+8:])
 	now := time.Now().UnixNano()
-	pl.mu.Lock()
-	if pl.reset.Swap(false) {
-		pl.rx = [2]trackRx{}
-		pl.lat = histogram{}
-	}
-	t := &pl.rx[k]
-	if !t.started {
-		t.started, t.first = true, idx
-	}
-	if idx >= t.first {
-		t.received++
+	t := &pl.rx[track(p.Header.PayloadType)]
+	if !t.haveOff && t.started {
+		ext := t.lastExt + int64(int16(p.Header.SequenceNumber-t.lastSeq))
+		t.off, t.haveOff = int64(idx)-ext, true
 	}
 	pl.lat.add(time.Duration(now - sent))
-	pl.mu.Unlock()
+	pl.samples++
 }
 
 // HandleRTCP ignores the server's sender reports.
 func (pl *player) HandleRTCP([]byte) {}
 
+// fullSink is the sink of a player that reads with ice.Socket.Serve (-full-read): every packet decrypted,
+// accounted and sampled.
+type fullSink struct{ pl *player }
+
+func (f fullSink) HandleRTP(p *packet.Buffer) {
+	f.pl.mu.Lock()
+	defer f.pl.mu.Unlock()
+	if f.pl.account(p.Bytes()) {
+		f.pl.HandleRTP(p)
+	}
+}
+
+func (f fullSink) HandleRTCP([]byte) {}
+
 func (pl *player) resetWindow() { pl.reset.Store(true) }
 
-// result is what the player received in the window and what the publisher sent it from its first packet on.
+// result is what the player received in the window and what the publisher sent it from its first packet on
+// (through the track's sequence-number → packet-index offset learnt from a decrypted sample; without one, the
+// span of sequence numbers received).
 func (pl *player) result(src *source) (received, expected uint64) {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
@@ -197,7 +247,11 @@ func (pl *player) result(src *source) (received, expected uint64) {
 			continue
 		}
 		received += t.received
-		expected += uint64(src.count[k].Load() - t.first)
+		if t.haveOff {
+			expected += uint64(max(0, int64(src.count[k].Load())-(t.firstExt+t.off)))
+		} else {
+			expected += uint64(t.lastExt - t.firstExt + 1)
+		}
 	}
 	return received, expected
 }
