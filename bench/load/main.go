@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -40,6 +41,8 @@ type options struct {
 	verbose                 bool
 	sampleEvery             int
 	fullRead                bool
+	cpuProfile              string
+	gro                     bool
 }
 
 func main() {
@@ -56,6 +59,9 @@ func main() {
 	flag.StringVar(&bind, "bind", "127.0.0.1", "local address of the publisher's and players' UDP sockets")
 	flag.BoolVar(&o.verbose, "v", false, "log the transport at debug level")
 	flag.IntVar(&o.sampleEvery, "sample", 16, "players decrypt every n-th packet (latency stamp); the rest are counted from the clear RTP header")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write the tool's own CPU profile of the measurement window to this file")
+	flag.BoolVar(&o.gro, "gro", false, "light players ask for UDP GRO: the server's GSO runs arrive whole on loopback, "+
+		"which also spares the server the software segmentation a NIC without UDP segmentation offload would cost it")
 	flag.BoolVar(&o.fullRead, "full-read", false, "players read with ice.Socket.Serve and decrypt every packet (the old, heavy path)")
 	flag.Parse()
 	var err error
@@ -108,7 +114,7 @@ func connect(ctx context.Context, o options, cert *dtls.Certificate, log *slog.L
 	if publish || o.fullRead {
 		go func() { _ = p.sock.Serve(context.Background()) }()
 	} else {
-		r, err := newLightReader(p.sock, pl)
+		r, err := newLightReader(p.sock, pl, o.gro)
 		if err != nil {
 			p.close()
 			return nil, err
@@ -242,6 +248,16 @@ func run(ctx context.Context, o options) error {
 	cpu0 := cpuTime()
 	mA, okA := fetchMetrics(o.metrics)
 	t0 := time.Now()
+	if o.cpuProfile != "" {
+		if f, err := os.Create(o.cpuProfile); err == nil {
+			if pprof.StartCPUProfile(f) == nil {
+				defer f.Close()
+				time.AfterFunc(o.duration, pprof.StopCPUProfile)
+			}
+		} else {
+			fmt.Fprintln(os.Stderr, "load: -cpuprofile:", err)
+		}
+	}
 	time.Sleep(o.duration)
 	mB, okB := fetchMetrics(o.metrics)
 	elapsed := time.Since(t0)

@@ -30,7 +30,14 @@ import (
 //go:linkname socketDispatch github.com/rtcrelay/rtcrelay/ice.(*Socket).dispatch
 func socketDispatch(s *ice.Socket, p *packet.Buffer, from netip.AddrPort)
 
-const readBatch = 32
+// Without UDP GRO a recvmmsg takes up to 32 datagrams; with it, up to 4 messages of up to 64 KiB, each possibly
+// several datagrams of one size coalesced by the kernel (the server's GSO runs arrive whole on loopback).
+const (
+	readBatch    = 32
+	groBatch     = 4
+	groSlotSize  = 1 << 16
+	groCmsgSpace = 64
+)
 
 // socketConn is the ice.Socket's UDP conn.
 func socketConn(s *ice.Socket) (*net.UDPConn, error) {
@@ -43,18 +50,21 @@ func socketConn(s *ice.Socket) (*net.UDPConn, error) {
 
 // lightReader reads one player's socket.
 type lightReader struct {
-	sock  *ice.Socket
-	pl    *player
-	raw   syscall.RawConn
-	msgs  [readBatch]unix.Mmsghdr
-	iovs  [readBatch]unix.Iovec
-	names [readBatch]unix.RawSockaddrInet6
-	bufs  [readBatch][packet.MTU]byte
-	got   int
-	fn    func(fd uintptr) bool
+	sock     *ice.Socket
+	pl       *player
+	raw      syscall.RawConn
+	gro      bool
+	slotSize int
+	msgs     []unix.Mmsghdr
+	iovs     []unix.Iovec
+	names    []unix.RawSockaddrInet6
+	bufs     []byte
+	ctrl     []byte
+	got      int
+	fn       func(fd uintptr) bool
 }
 
-func newLightReader(sock *ice.Socket, pl *player) (*lightReader, error) {
+func newLightReader(sock *ice.Socket, pl *player, gro bool) (*lightReader, error) {
 	conn, err := socketConn(sock)
 	if err != nil {
 		return nil, err
@@ -63,9 +73,24 @@ func newLightReader(sock *ice.Socket, pl *player) (*lightReader, error) {
 	if r.raw, err = conn.SyscallConn(); err != nil {
 		return nil, err
 	}
+	n, slot := readBatch, packet.MTU
+	if gro {
+		var serr error
+		if err := r.raw.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_GRO, 1)
+		}); err == nil && serr == nil {
+			r.gro, n, slot = true, groBatch, groSlotSize
+		}
+	}
+	r.slotSize = slot
+	r.msgs = make([]unix.Mmsghdr, n)
+	r.iovs = make([]unix.Iovec, n)
+	r.names = make([]unix.RawSockaddrInet6, n)
+	r.bufs = make([]byte, n*r.slotSize)
+	r.ctrl = make([]byte, n*groCmsgSpace)
 	for i := range r.msgs {
-		r.iovs[i].Base = &r.bufs[i][0]
-		r.iovs[i].SetLen(len(r.bufs[i]))
+		r.iovs[i].Base = &r.bufs[i*r.slotSize]
+		r.iovs[i].SetLen(r.slotSize)
 		r.msgs[i].Hdr.Iov = &r.iovs[i]
 		r.msgs[i].Hdr.SetIovlen(1)
 		r.msgs[i].Hdr.Name = (*byte)(unsafe.Pointer(&r.names[i]))
@@ -73,8 +98,12 @@ func newLightReader(sock *ice.Socket, pl *player) (*lightReader, error) {
 	r.fn = func(fd uintptr) bool {
 		for i := range r.msgs {
 			r.msgs[i].Hdr.Namelen = unix.SizeofSockaddrInet6
+			if r.gro {
+				r.msgs[i].Hdr.Control = &r.ctrl[i*groCmsgSpace]
+				r.msgs[i].Hdr.SetControllen(groCmsgSpace)
+			}
 		}
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.msgs[0])), readBatch,
+		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.msgs[0])), uintptr(len(r.msgs)),
 			unix.MSG_DONTWAIT, 0, 0)
 		if e == unix.EAGAIN {
 			return false
@@ -99,10 +128,41 @@ func (r *lightReader) run() {
 		}
 		r.pl.mu.Lock()
 		for i := range r.got {
-			r.handle(r.bufs[i][:r.msgs[i].Len], i)
+			b := r.bufs[i*r.slotSize : i*r.slotSize+int(r.msgs[i].Len)]
+			seg := r.segSize(i)
+			if seg <= 0 || seg >= len(b) {
+				r.handle(b, i)
+				continue
+			}
+			for len(b) > 0 { // datagrams coalesced by GRO
+				k := min(seg, len(b))
+				r.handle(b[:k], i)
+				b = b[k:]
+			}
 		}
 		r.pl.mu.Unlock()
 	}
+}
+
+// segSize is message i's UDP_GRO segment size, 0 if it carries one datagram.
+func (r *lightReader) segSize(i int) int {
+	if !r.gro {
+		return 0
+	}
+	c := r.ctrl[i*groCmsgSpace : i*groCmsgSpace+int(r.msgs[i].Hdr.Controllen)]
+	msgs, err := unix.ParseSocketControlMessage(c)
+	if err != nil {
+		return 0
+	}
+	for _, m := range msgs {
+		if m.Header.Level == unix.SOL_UDP && m.Header.Type == unix.UDP_GRO && len(m.Data) >= 2 {
+			if len(m.Data) >= 4 {
+				return int(*(*int32)(unsafe.Pointer(&m.Data[0])))
+			}
+			return int(*(*uint16)(unsafe.Pointer(&m.Data[0])))
+		}
+	}
+	return 0
 }
 
 // handle runs with pl.mu held.
