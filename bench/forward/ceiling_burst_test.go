@@ -2,9 +2,7 @@ package forward
 
 import (
 	"context"
-	"net"
 	"net/netip"
-	"reflect"
 	"syscall"
 	"testing"
 	"unsafe"
@@ -42,16 +40,6 @@ type burstCeiling struct {
 	seqs  [burstSize]uint16
 	got   int
 	fn    func(fd uintptr) bool
-}
-
-// socketConn is the ice.Socket's UDP conn. ice exports no reader but Serve (one ReadFromUDPAddrPort and one
-// demux per datagram); the ceiling reads the same socket with recvmmsg instead, so it reaches into the field.
-func socketConn(tb testing.TB, s *ice.Socket) *net.UDPConn {
-	f := reflect.ValueOf(s).Elem().FieldByName("conn")
-	if !f.IsValid() || f.Type() != reflect.TypeFor[*net.UDPConn]() {
-		tb.Fatal("ice.Socket has no conn *net.UDPConn field any more: update the burst ceiling")
-	}
-	return *(**net.UDPConn)(unsafe.Pointer(f.UnsafeAddr()))
 }
 
 func (c *burstCeiling) init() {
@@ -135,7 +123,7 @@ func runBurstCeiling(b *testing.B, subs int, noGSO bool) {
 		c.encs = append(c.encs, enc)
 		c.to = append(c.to, rxs[i%len(rxs)].addr())
 	}
-	if c.raw, err = socketConn(b, sock).SyscallConn(); err != nil {
+	if c.raw, err = sock.SyscallConn(); err != nil {
 		b.Fatal(err)
 	}
 	asServer(func(context.Context) { go c.run() }) // ends when the socket closes (cleanup)

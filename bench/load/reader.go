@@ -2,10 +2,7 @@ package main
 
 import (
 	"encoding/binary"
-	"errors"
-	"net"
 	"net/netip"
-	"reflect"
 	"syscall"
 	"unsafe"
 
@@ -22,13 +19,6 @@ import (
 // type → track, sequence number → loss); only every sampleEvery-th packet is handed to the session to be
 // decrypted (for the latency stamp and the publisher's packet index). STUN, DTLS and SRTCP go through the
 // socket's own demux, so ICE consent and DTLS keep working.
-//
-// Neither the socket's conn nor its demux is exported (product code needs neither), so this file reaches
-// them through reflection and a linkname; the tool fails at start-up (conn) or at link time (dispatch) if
-// ice changes them.
-
-//go:linkname socketDispatch github.com/rtcrelay/rtcrelay/ice.(*Socket).dispatch
-func socketDispatch(s *ice.Socket, p *packet.Buffer, from netip.AddrPort)
 
 // Without UDP GRO a recvmmsg takes up to 32 datagrams; with it, up to 4 messages of up to 64 KiB, each possibly
 // several datagrams of one size coalesced by the kernel (the server's GSO runs arrive whole on loopback).
@@ -38,15 +28,6 @@ const (
 	groSlotSize  = 1 << 16
 	groCmsgSpace = 64
 )
-
-// socketConn is the ice.Socket's UDP conn.
-func socketConn(s *ice.Socket) (*net.UDPConn, error) {
-	f := reflect.ValueOf(s).Elem().FieldByName("conn")
-	if !f.IsValid() || f.Type() != reflect.TypeFor[*net.UDPConn]() {
-		return nil, errors.New("ice.Socket has no conn *net.UDPConn field any more: update bench/load/reader.go")
-	}
-	return *(**net.UDPConn)(unsafe.Pointer(f.UnsafeAddr())), nil
-}
 
 // lightReader reads one player's socket.
 type lightReader struct {
@@ -65,12 +46,9 @@ type lightReader struct {
 }
 
 func newLightReader(sock *ice.Socket, pl *player, gro bool) (*lightReader, error) {
-	conn, err := socketConn(sock)
-	if err != nil {
-		return nil, err
-	}
 	r := &lightReader{sock: sock, pl: pl}
-	if r.raw, err = conn.SyscallConn(); err != nil {
+	var err error
+	if r.raw, err = sock.SyscallConn(); err != nil {
 		return nil, err
 	}
 	n, slot := readBatch, packet.MTU
@@ -176,7 +154,7 @@ func (r *lightReader) handle(b []byte, i int) {
 	p := packet.Get()
 	n := copy(p.ReadSlice(), b)
 	p.SetLen(n)
-	socketDispatch(r.sock, p, r.from(i))
+	r.sock.Dispatch(p, r.from(i))
 	p.Release()
 }
 
