@@ -2,12 +2,10 @@ package media
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
 
-	"github.com/rtcrelay/rtcrelay/dtls"
 	"github.com/rtcrelay/rtcrelay/forwarder"
 	"github.com/rtcrelay/rtcrelay/relay"
 	"github.com/rtcrelay/rtcrelay/sdp"
@@ -81,7 +79,7 @@ func (e *Engine) runPublisher(w *wait, s *session.Session, st *forwarder.Stream)
 	}
 	select {
 	case <-s.Done():
-		w.Close(peerEnded(w, s.Err()))
+		w.Close(classify(s.Err()))
 	case <-st.Done():
 		w.Close(classify(forwarder.ErrPublisherStopped))
 	case <-w.Done():
@@ -152,7 +150,7 @@ func (e *Engine) runPlayer(w *wait, s *session.Session, st *forwarder.Stream, tr
 	select {
 	case <-s.Done():
 		p.Close()
-		w.Close(peerEnded(w, s.Err()))
+		w.Close(classify(s.Err()))
 	case <-p.Done():
 		w.Close(classify(p.Err()))
 	case <-w.Done():
@@ -164,23 +162,4 @@ func (e *Engine) runPlayer(w *wait, s *session.Session, st *forwarder.Stream, tr
 func (e *Engine) Available(name string) bool {
 	_, ok := e.reg.Lookup(name)
 	return ok
-}
-
-// peerCloseGrace is how long a session whose peer closed DTLS cleanly waits for the signaling stop message that
-// usually races it (the Web SDK sends unPublishStream/stopStream and closes its peer connection at once), so that
-// the client gets UNPUBLISHED/STOPPED rather than FAILED.
-const peerCloseGrace = 2 * time.Second
-
-// peerEnded is the cause a session ends with after its transport ended with err; a clean close by the peer first
-// gives signaling peerCloseGrace to close the session itself.
-func peerEnded(w *wait, err error) error {
-	if errors.Is(err, dtls.ErrPeerClosed) {
-		t := time.NewTimer(peerCloseGrace)
-		defer t.Stop()
-		select {
-		case <-w.Done():
-		case <-t.C:
-		}
-	}
-	return classify(err)
 }

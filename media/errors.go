@@ -3,6 +3,7 @@ package media
 import (
 	"errors"
 
+	"github.com/rtcrelay/rtcrelay/dtls"
 	"github.com/rtcrelay/rtcrelay/forwarder"
 	"github.com/rtcrelay/rtcrelay/relay"
 	"github.com/rtcrelay/rtcrelay/sdp"
@@ -50,6 +51,8 @@ func classify(err error) error {
 		return errors.Join(signaling.ErrStreamNotFound, relay.ErrNotFound, err)
 	case errors.Is(err, sdp.ErrNoCommonCodec), errors.Is(err, forwarder.ErrNoTracks):
 		return errors.Join(signaling.ErrNoCommonCodecs, err)
+	case errors.Is(err, dtls.ErrPeerClosed):
+		return &infoError{msg: "media: the peer closed its connection", info: "Stopped by user", err: err}
 	case errors.Is(err, forwarder.ErrPublisherStopped):
 		return errors.Join(signaling.ErrPublisherStopped, err)
 	}

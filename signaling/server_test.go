@@ -430,3 +430,16 @@ func TestTerminateAndShutdown(t *testing.T) {
 		t.Fatal("media sessions left open")
 	}
 }
+
+// TestStopRacingTransportClose: the Web SDK sends unPublishStream and closes its peer connection at once, so the
+// media session may end first; the client must still get UNPUBLISHED, not FAILED.
+func TestStopRacingTransportClose(t *testing.T) {
+	_, hs, _ := newTestServer(t, ServerConfig{})
+	pub := dialRaw(t, hs, false)
+	pub.handshake()
+	pub.publish("p1", "s", "rtp-fail") // the fake's media session ends right after Ready
+	pub.expectSDP("p1")
+	pub.expectStatus("p1", StatusPublishing, "")
+	pub.send(MsgUnPublishStream, map[string]any{"mediaSessionId": "p1", "name": "s"})
+	pub.expectStatus("p1", StatusUnpublished, InfoPublisherStop)
+}

@@ -134,6 +134,9 @@ func (c *conn) onStart(m *Message, publish bool) {
 	go st.run(sess)
 }
 
+// stopGrace is how long a stream whose media ended waits for a racing stop message before it reports FAILED.
+const stopGrace = time.Second
+
 // run drives one stream: engine call, answer, Ready, then watches Done.
 func (st *stream) run(sess SessionInfo) {
 	s := st.c.srv
@@ -225,6 +228,17 @@ func (st *stream) run(sess SessionInfo) {
 		if !st.publish {
 			err = ErrPublisherStopped
 		}
+	}
+	if !errors.Is(err, ErrPublisherStopped) {
+		// The Web SDK sends unPublishStream/stopStream and closes its peer connection at the same moment, so the
+		// transport often ends first: give the stop message a moment to arrive, so that the client gets
+		// UNPUBLISHED/STOPPED rather than FAILED.
+		t := time.NewTimer(stopGrace)
+		select {
+		case <-st.ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
 	}
 	s.mu.Lock()
 	if !st.ended {
