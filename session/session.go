@@ -355,22 +355,13 @@ func (s *Session) HandleSRTCP(p *packet.Buffer, _ netip.AddrPort) {
 // WriteRTP encrypts the plaintext RTP packet in buf in place (cap(buf) >= len(buf)+16) and sends it to the
 // selected remote. It must be called from one goroutine at a time: the session's writer.
 func (s *Session) WriteRTP(buf []byte) error {
-	k := s.keys.Load()
-	if k == nil {
-		return ErrNotReady
-	}
-	if s.ctx.Err() != nil {
-		return ErrClosed
-	}
-	out, err := k.rtpEnc.EncryptRTP(buf, &s.wHdr)
+	out, err := s.encryptRTP(buf)
 	if err != nil {
-		return fmt.Errorf("session: %w", err)
+		return err
 	}
 	if err := s.cfg.Socket.WriteTo(out, s.agent.Remote()); err != nil {
 		return fmt.Errorf("session: %w", err)
 	}
-	s.c.rtpOut.Add(1)
-	s.c.rtpBytesOut.Add(uint64(len(buf)))
 	return nil
 }
 
@@ -378,23 +369,32 @@ func (s *Session) WriteRTP(buf []byte) error {
 // place and queued for the selected remote (sent when the batch fills or is flushed). Same goroutine rule as
 // WriteRTP; b must be a batch of Socket().
 func (s *Session) WriteRTPBatch(b *ice.Batch, buf []byte) error {
-	k := s.keys.Load()
-	if k == nil {
-		return ErrNotReady
-	}
-	if s.ctx.Err() != nil {
-		return ErrClosed
-	}
-	out, err := k.rtpEnc.EncryptRTP(buf, &s.wHdr)
+	out, err := s.encryptRTP(buf)
 	if err != nil {
-		return fmt.Errorf("session: %w", err)
+		return err
 	}
-	s.c.rtpOut.Add(1)
-	s.c.rtpBytesOut.Add(uint64(len(buf)))
 	if err := b.Queue(len(out), s.agent.Remote()); err != nil {
 		return fmt.Errorf("session: %w", err)
 	}
 	return nil
+}
+
+// encryptRTP encrypts buf in place for sending and counts it (the writer goroutine).
+func (s *Session) encryptRTP(buf []byte) ([]byte, error) {
+	k := s.keys.Load()
+	if k == nil {
+		return nil, ErrNotReady
+	}
+	if s.ctx.Err() != nil {
+		return nil, ErrClosed
+	}
+	out, err := k.rtpEnc.EncryptRTP(buf, &s.wHdr)
+	if err != nil {
+		return nil, fmt.Errorf("session: %w", err)
+	}
+	s.c.rtpOut.Add(1)
+	s.c.rtpBytesOut.Add(uint64(len(buf)))
+	return out, nil
 }
 
 // Socket is the socket the session sends on (for WriteRTPBatch).
