@@ -17,6 +17,7 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/rtcrelay/rtcrelay/media"
 	"github.com/rtcrelay/rtcrelay/signaling"
 	"github.com/rtcrelay/rtcrelay/web"
 )
@@ -106,11 +107,11 @@ func (s *pionSession) answer(offer string) (string, error) {
 	return s.pc.LocalDescription().SDP, nil
 }
 
-func (e *pionEngine) Publish(_ context.Context, req signaling.PublishRequest) (signaling.MediaSession, string, error) {
+func (e *pionEngine) Publish(_ context.Context, req media.PublishRequest) (media.Session, string, error) {
 	e.mu.Lock()
 	if e.pubs[req.Name] != nil {
 		e.mu.Unlock()
-		return nil, "", signaling.ErrNameInUse
+		return nil, "", media.ErrNameInUse
 	}
 	s, err := e.newSession(req.Name, true)
 	if err != nil {
@@ -160,12 +161,12 @@ func (s *pionSession) pliLoop(ssrc uint32) {
 	}
 }
 
-func (e *pionEngine) Play(_ context.Context, req signaling.PlayRequest) (signaling.MediaSession, string, error) {
+func (e *pionEngine) Play(_ context.Context, req media.PlayRequest) (media.Session, string, error) {
 	e.mu.Lock()
 	pub := e.pubs[req.Name]
 	e.mu.Unlock()
 	if pub == nil {
-		return nil, "", signaling.ErrStreamNotFound
+		return nil, "", media.ErrNotFound
 	}
 	s, err := e.newSession(req.Name, false)
 	if err != nil {
@@ -207,7 +208,7 @@ func (e *pionEngine) Play(_ context.Context, req signaling.PlayRequest) (signali
 		select {
 		case <-s.done:
 		case <-pub.done:
-			s.Close(signaling.ErrPublisherStopped)
+			s.Close(media.ErrPublisherStopped)
 		}
 		pub.mu.Lock()
 		delete(pub.players, s)

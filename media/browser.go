@@ -7,19 +7,18 @@ import (
 	"time"
 
 	"github.com/rtcrelay/rtcrelay/forwarder"
-	"github.com/rtcrelay/rtcrelay/relay"
 	"github.com/rtcrelay/rtcrelay/sdp"
 	"github.com/rtcrelay/rtcrelay/session"
-	"github.com/rtcrelay/rtcrelay/signaling"
 )
-
-var _ signaling.Engine = (*Engine)(nil)
 
 // Publish answers a publisher's offer: ICE-lite + DTLS server session, the stream registered under its name at
 // once (so a second publisher of the name fails), media flowing into the forwarder once the transport is up.
-func (e *Engine) Publish(_ context.Context, req signaling.PublishRequest) (signaling.MediaSession, string, error) {
-	if e.cfg.ServerID != "" && relay.PathContains(req.Custom, e.cfg.ServerID) {
-		return nil, "", ErrRestricted
+func (e *Engine) Publish(ctx context.Context, req PublishRequest) (Session, string, error) {
+	if err := e.admit(ctx); err != nil {
+		return nil, "", fmt.Errorf("publish %q: %w", req.Name, err)
+	}
+	if e.cfg.ServerID != "" && slices.Contains(req.Path, e.cfg.ServerID) {
+		return nil, "", fmt.Errorf("publish %q via %v: %w", req.Name, req.Path, ErrRestricted)
 	}
 	offer, err := sdp.Parse(req.SDP)
 	if err != nil {
@@ -39,39 +38,39 @@ func (e *Engine) Publish(_ context.Context, req signaling.PublishRequest) (signa
 		s.Close(err)
 		return nil, "", fmt.Errorf("publish %q: %w", req.Name, err)
 	}
-	st, err := e.publish(req.Name, trackInfos(offer, tracks), s, req.Custom)
+	st, err := e.publish(req.Name, trackInfos(offer, tracks), s, req.Path)
 	if err != nil {
 		s.Close(err)
 		return nil, "", classify(fmt.Errorf("publish %q: %w", req.Name, err))
 	}
 	s.SetSink(st)
-	w := newWait(func(cause error) { s.Close(cause); st.Close() })
-	go e.runPublisher(w, s, st)
+	w := e.newWait(func(cause error) { s.Close(cause); st.Close() })
+	e.wg.Go(func() { e.runPublisher(w, s, st) })
 	return w, answer, nil
 }
 
 // publish registers a stream and the engine's record of it.
-func (e *Engine) publish(name string, tracks []forwarder.TrackInfo, up forwarder.Upstream, custom []byte) (*forwarder.Stream, error) {
+func (e *Engine) publish(name string, tracks []forwarder.TrackInfo, up forwarder.Upstream, path []string) (*forwarder.Stream, error) {
 	st, err := e.reg.Publish(name, tracks, up)
 	if err != nil {
 		return nil, err
 	}
 	e.mu.Lock()
-	e.streams[name] = &published{stream: st, custom: slices.Clone(custom), since: time.Now()}
+	e.streams[name] = &published{stream: st, path: slices.Clone(path), since: time.Now()}
 	e.mu.Unlock()
-	go func() {
+	e.wg.Go(func() {
 		<-st.Done()
 		e.mu.Lock()
 		if p := e.streams[name]; p != nil && p.stream == st {
 			delete(e.streams, name)
 		}
 		e.mu.Unlock()
-	}()
+	})
 	return st, nil
 }
 
 func (e *Engine) runPublisher(w *wait, s *session.Session, st *forwarder.Stream) {
-	err := s.Start(context.Background())
+	err := s.Start(e.ctx)
 	w.setReady(classify(err))
 	if err != nil {
 		w.Close(classify(err))
@@ -88,15 +87,18 @@ func (e *Engine) runPublisher(w *wait, s *session.Session, st *forwarder.Stream)
 
 // Play answers a player's offer: the stream must be published; the player's codecs and payload types are matched
 // to the publisher's; the player is attached once the transport is up.
-func (e *Engine) Play(_ context.Context, req signaling.PlayRequest) (signaling.MediaSession, string, error) {
+func (e *Engine) Play(ctx context.Context, req PlayRequest) (Session, string, error) {
+	if err := e.admit(ctx); err != nil {
+		return nil, "", fmt.Errorf("play %q: %w", req.Name, err)
+	}
 	st, ok := e.reg.Lookup(req.Name)
 	if !ok {
 		return nil, "", classify(fmt.Errorf("play %q: %w", req.Name, forwarder.ErrNotFound))
 	}
-	if reqPath := relay.ParsePath(req.Custom); len(reqPath) > 0 {
+	if len(req.Path) > 0 {
 		for _, id := range e.StreamPath(req.Name) {
-			if slices.Contains(reqPath, id) {
-				return nil, "", fmt.Errorf("play %q from %v: %w", req.Name, reqPath, ErrRestricted)
+			if slices.Contains(req.Path, id) {
+				return nil, "", fmt.Errorf("play %q from %v: %w", req.Name, req.Path, ErrRestricted)
 			}
 		}
 	}
@@ -118,8 +120,8 @@ func (e *Engine) Play(_ context.Context, req signaling.PlayRequest) (signaling.M
 		s.Close(err)
 		return nil, "", fmt.Errorf("play %q: %w", req.Name, err)
 	}
-	w := newWait(func(cause error) { s.Close(cause) })
-	go e.runPlayer(w, s, st, tracks)
+	w := e.newWait(func(cause error) { s.Close(cause) })
+	e.wg.Go(func() { e.runPlayer(w, s, st, tracks) })
 	return w, answer, nil
 }
 
@@ -133,7 +135,7 @@ func publishedCodecs(st *forwarder.Stream) []sdp.Codec {
 
 // runPlayer brings the player's transport up, subscribes it and ends it with the stream or the transport.
 func (e *Engine) runPlayer(w *wait, s *session.Session, st *forwarder.Stream, tracks []sdp.Track) {
-	err := s.Start(context.Background())
+	err := s.Start(e.ctx)
 	if err != nil {
 		w.setReady(classify(err))
 		w.Close(classify(err))

@@ -1,7 +1,10 @@
-// Package media is the facade the control path uses: "answer this offer as a publisher of X", "answer this offer
-// as a player of X", "make an offer to push X to another server", "make an offer to pull X from another server".
-// It ties a session (ICE + DTLS + SRTP over the shared socket), SDP negotiation and the forwarder together, so that
-// signaling, REST and relay agents never touch the transport packages.
+// Package media is the media engine below the protocols: "answer this offer as a publisher of X", "answer this
+// offer as a player of X", "make an offer to push X to another server", "make an offer to pull X from another
+// server". It ties a session (ICE + DTLS + SRTP over the shared socket), SDP negotiation and the forwarder
+// together, so that signaling, REST and relay agents never touch the transport packages.
+//
+// media knows no protocol: requests carry plain fields (a relay path is a []string), failures wrap the
+// package's sentinel errors, and the protocols above (signaling for WCS) map those to their own words.
 package media
 
 import (
@@ -43,15 +46,21 @@ type Engine struct {
 	log *slog.Logger
 	reg *forwarder.Registry
 
+	ctx    context.Context // ends at Close: every session's handshake and goroutines hang off it
+	cancel context.CancelCauseFunc
+	wg     sync.WaitGroup // every goroutine the engine started
+
 	mu      sync.Mutex
 	streams map[string]*published // control-path view of what is published, by name
+	live    map[*wait]struct{}    // sessions handed out and not yet closed
+	closed  bool
 }
 
 // published is the engine's record of one published stream.
 type published struct {
 	stream *forwarder.Stream
-	custom []byte // the publisher's `custom` field (relay path), for loop detection of onward relays
-	feed   *feed  // set when a pull relay feeds the stream: it survives reconnects
+	path   []string // the publisher's relay path, for loop detection of onward relays
+	feed   *feed    // set when a pull relay feeds the stream: it survives reconnects
 	since  time.Time
 }
 
@@ -66,12 +75,87 @@ func New(cfg Config) *Engine {
 	if cfg.DTLSTimeout <= 0 {
 		cfg.DTLSTimeout = 10 * time.Second
 	}
+	ctx, cancel := context.WithCancelCause(context.Background())
 	return &Engine{
 		cfg:     cfg,
 		log:     cfg.Logger,
 		reg:     forwarder.NewRegistry(cfg.Logger),
+		ctx:     ctx,
+		cancel:  cancel,
 		streams: map[string]*published{},
+		live:    map[*wait]struct{}{},
 	}
+}
+
+// Close ends every session the engine handed out (cause ErrClosed), refuses new ones and waits until all the
+// engine's goroutines returned or ctx ends. The sockets in Config belong to the caller.
+func (e *Engine) Close(ctx context.Context) error {
+	e.mu.Lock()
+	e.closed = true
+	live := make([]*wait, 0, len(e.live))
+	for w := range e.live {
+		live = append(live, w)
+	}
+	streams := make([]*forwarder.Stream, 0, len(e.streams))
+	for _, p := range e.streams {
+		streams = append(streams, p.stream)
+	}
+	e.mu.Unlock()
+	e.cancel(ErrClosed)
+	for _, w := range live {
+		w.Close(ErrClosed)
+	}
+	for _, st := range streams { // pulled streams outlive their sessions
+		st.Close()
+	}
+	done := make(chan struct{})
+	go func() { e.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("media: close: %w", context.Cause(ctx))
+	}
+}
+
+// admit refuses new sessions once the engine is closed or the caller gave up.
+func (e *Engine) admit(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return context.Cause(ctx)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// newWait makes the Ready/Done/Err/Close handle of a session and tracks it until it closes.
+func (e *Engine) newWait(onClose func(error)) *wait {
+	w := &wait{ready: make(chan struct{}), done: make(chan struct{})}
+	w.causeOf = func(cause error) error {
+		if e.ctx.Err() != nil && !errors.Is(cause, ErrClosed) { // whatever ends a session now, Close did
+			return fmt.Errorf("%w: %w", ErrClosed, cause)
+		}
+		return cause
+	}
+	w.onClose = func(cause error) {
+		onClose(cause)
+		e.mu.Lock()
+		delete(e.live, w)
+		e.mu.Unlock()
+	}
+	e.mu.Lock()
+	closed := e.closed
+	if !closed {
+		e.live[w] = struct{}{}
+	}
+	e.mu.Unlock()
+	if closed {
+		w.Close(ErrClosed)
+	}
+	return w
 }
 
 // Registry is the stream registry (for REST listings and benchmarks).
@@ -125,10 +209,7 @@ type wait struct {
 	mu        sync.Mutex
 	err       error
 	onClose   func(cause error)
-}
-
-func newWait(onClose func(error)) *wait {
-	return &wait{ready: make(chan struct{}), done: make(chan struct{}), onClose: onClose}
+	causeOf   func(cause error) error // may rewrite the cause (nil: keep it)
 }
 
 func (w *wait) setReady(err error) {
@@ -169,6 +250,9 @@ func (w *wait) Close(cause error) {
 		if cause == nil {
 			cause = errors.New("closed")
 		}
+		if w.causeOf != nil {
+			cause = w.causeOf(cause)
+		}
 		w.mu.Lock()
 		w.err = cause
 		w.mu.Unlock()
@@ -190,7 +274,7 @@ func (e *Engine) outboundSession(log *slog.Logger) (*session.Session, *ice.Socke
 	if err != nil {
 		return nil, nil, fmt.Errorf("outbound socket: %w", err)
 	}
-	go func() { _ = sock.Serve(context.Background()) }()
+	e.wg.Go(func() { _ = sock.Serve(e.ctx) })
 	s, err := session.NewOfferer(e.sessionConfigOn(sock, log))
 	if err != nil {
 		_ = sock.Close()

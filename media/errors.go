@@ -2,59 +2,62 @@ package media
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/rtcrelay/rtcrelay/dtls"
 	"github.com/rtcrelay/rtcrelay/forwarder"
-	"github.com/rtcrelay/rtcrelay/relay"
 	"github.com/rtcrelay/rtcrelay/sdp"
 	"github.com/rtcrelay/rtcrelay/session"
-	"github.com/rtcrelay/rtcrelay/signaling"
 )
 
-// ErrRestricted refuses a publish whose relay path already went through this server (a relay loop).
-var ErrRestricted = &infoError{msg: "media: relay loop: the stream already passed through this server", info: "Restricted access"}
+// The engine's failures wrap exactly one of these sentinels (and keep the cause below it). The protocols map
+// them to their own words: signaling has the one table from these to the WCS info strings.
+var (
+	ErrNotFound         = errors.New("media: stream not found")
+	ErrNameInUse        = errors.New("media: stream name already in use")
+	ErrNoCommonCodecs   = errors.New("media: no common codecs")
+	ErrRestricted       = errors.New("media: relay loop: the stream already passed through this server")
+	ErrPublisherStopped = errors.New("media: publisher stopped")
+	ErrPeerClosed       = errors.New("media: the peer closed its connection")
+	ErrICETimeout       = errors.New("media: ICE timeout")
+	ErrICEFailed        = errors.New("media: ICE failed")
+	ErrDTLSFailed       = errors.New("media: DTLS failed")
+	ErrDTLSFingerprint  = errors.New("media: DTLS fingerprint mismatch")
+	ErrClosed           = errors.New("media: engine closed")
+)
 
-// infoError is an error that carries the Web SDK's info string for it.
-type infoError struct {
-	msg, info string
-	err       error
+var stageErr = map[session.Stage]error{
+	session.StageICETimeout:      ErrICETimeout,
+	session.StageICEError:        ErrICEFailed,
+	session.StageDTLSError:       ErrDTLSFailed,
+	session.StageDTLSFingerprint: ErrDTLSFingerprint,
 }
 
-func (e *infoError) Error() string {
-	if e.err != nil {
-		return e.msg + ": " + e.err.Error()
-	}
-	return e.msg
-}
-func (e *infoError) Unwrap() error   { return e.err }
-func (e *infoError) WCSInfo() string { return e.info }
-
-var stageInfo = map[session.Stage]string{
-	session.StageICETimeout:      "Failed by ICE timeout",
-	session.StageICEError:        "Failed by ICE error",
-	session.StageDTLSError:       "Failed by DTLS error",
-	session.StageDTLSFingerprint: "Failed by DTLS fingerprint error",
-}
-
-// classify turns the errors of the packages below into the ones signaling and relay branch on, keeping the cause.
+// classify wraps the errors of the packages below in the engine's sentinels, keeping the cause.
 func classify(err error) error {
 	if err == nil {
 		return nil
 	}
+	wrap := func(sentinel error) error {
+		if errors.Is(err, sentinel) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", sentinel, err)
+	}
 	var se *session.StageError
 	switch {
-	case errors.As(err, &se):
-		return &infoError{msg: "media", info: stageInfo[se.Stage], err: err}
+	case errors.As(err, &se) && stageErr[se.Stage] != nil:
+		return wrap(stageErr[se.Stage])
 	case errors.Is(err, forwarder.ErrNameInUse):
-		return errors.Join(signaling.ErrNameInUse, relay.ErrConflict, err)
+		return wrap(ErrNameInUse)
 	case errors.Is(err, forwarder.ErrNotFound), errors.Is(err, forwarder.ErrStreamClosed):
-		return errors.Join(signaling.ErrStreamNotFound, relay.ErrNotFound, err)
+		return wrap(ErrNotFound)
 	case errors.Is(err, sdp.ErrNoCommonCodec), errors.Is(err, forwarder.ErrNoTracks):
-		return errors.Join(signaling.ErrNoCommonCodecs, err)
+		return wrap(ErrNoCommonCodecs)
 	case errors.Is(err, dtls.ErrPeerClosed):
-		return &infoError{msg: "media: the peer closed its connection", info: "Stopped by user", err: err}
+		return wrap(ErrPeerClosed)
 	case errors.Is(err, forwarder.ErrPublisherStopped):
-		return errors.Join(signaling.ErrPublisherStopped, err)
+		return wrap(ErrPublisherStopped)
 	}
 	return err
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/rtcrelay/rtcrelay/forwarder"
 	"github.com/rtcrelay/rtcrelay/packet"
-	"github.com/rtcrelay/rtcrelay/relay"
 	"github.com/rtcrelay/rtcrelay/sdp"
 )
 
@@ -72,7 +71,7 @@ func (e *Engine) attachPull(o *outbound, ans *sdp.Description) error {
 		}
 		f.stream = st
 		e.streams[f.name] = &published{stream: st, feed: f, since: time.Now()}
-		go func() {
+		e.wg.Go(func() {
 			<-st.Done()
 			e.mu.Lock()
 			if q := e.streams[f.name]; q != nil && q.stream == st {
@@ -82,9 +81,9 @@ func (e *Engine) attachPull(o *outbound, ans *sdp.Description) error {
 			if c := f.cur.Load(); c != nil {
 				c.Close(classify(forwarder.ErrPublisherStopped))
 			}
-		}()
+		})
 	case p.feed != f:
-		return fmt.Errorf("pull %q: %w", f.name, errors.Join(relay.ErrConflict, forwarder.ErrNameInUse))
+		return fmt.Errorf("pull %q: published by someone else: %w", f.name, ErrNameInUse)
 	}
 	for _, t := range f.tracks {
 		t.pt.Store(0xffff)

@@ -18,7 +18,6 @@ import (
 
 	"github.com/rtcrelay/rtcrelay/dtls"
 	"github.com/rtcrelay/rtcrelay/ice"
-	"github.com/rtcrelay/rtcrelay/signaling"
 )
 
 // pionAPI is pion/webrtc as an independent peer restricted to loopback.
@@ -63,6 +62,11 @@ func newEngine(t *testing.T, id string) *Engine {
 		Outbound: ice.SocketConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"), AcceptRemote: loopback},
 		ServerID: id, Logger: testLogger().With("server", id)})
 	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := e.Close(ctx); err != nil {
+			t.Errorf("engine %s: %v", id, err)
+		}
 		e.Registry().Close()
 		_ = sock.Close()
 	})
@@ -90,7 +94,7 @@ func publisher(t *testing.T, e *Engine, name string) (stop func()) {
 	if err := pc.SetLocalDescription(offer); err != nil {
 		t.Fatal(err)
 	}
-	ms, answer, err := e.Publish(context.Background(), signaling.PublishRequest{Name: name, MediaSessionID: "pub-" + name, SDP: offer.SDP})
+	ms, answer, err := e.Publish(context.Background(), PublishRequest{Name: name, MediaSessionID: "pub-" + name, SDP: offer.SDP})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +134,7 @@ func publisher(t *testing.T, e *Engine, name string) (stop func()) {
 }
 
 // player plays name from e with a pion peer and returns channels of the payloads it receives per kind.
-func player(t *testing.T, e *Engine, name string) (video, audio chan []byte, ms signaling.MediaSession) {
+func player(t *testing.T, e *Engine, name string) (video, audio chan []byte, ms Session) {
 	t.Helper()
 	pc, err := pionAPI(t).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
@@ -166,7 +170,7 @@ func player(t *testing.T, e *Engine, name string) (video, audio chan []byte, ms 
 	if err := pc.SetLocalDescription(offer); err != nil {
 		t.Fatal(err)
 	}
-	ms, answer, err := e.Play(context.Background(), signaling.PlayRequest{Name: name, MediaSessionID: "play-" + name, SDP: offer.SDP})
+	ms, answer, err := e.Play(context.Background(), PlayRequest{Name: name, MediaSessionID: "play-" + name, SDP: offer.SDP})
 	if err != nil {
 		t.Fatalf("Play: %v", err)
 	}
@@ -218,7 +222,7 @@ func TestPublishPlayThroughEngine(t *testing.T) {
 	stop()
 	select {
 	case <-ms.Done():
-		if !errors.Is(ms.Err(), signaling.ErrPublisherStopped) {
+		if !errors.Is(ms.Err(), ErrPublisherStopped) {
 			t.Errorf("player ended with %v, want ErrPublisherStopped", ms.Err())
 		}
 	case <-time.After(5 * time.Second):
@@ -226,10 +230,43 @@ func TestPublishPlayThroughEngine(t *testing.T) {
 	}
 }
 
+// TestEngineClose ends the sessions it handed out with ErrClosed, waits for its goroutines and refuses new ones.
+func TestEngineClose(t *testing.T) {
+	e := newEngine(t, "A")
+	stop := publisher(t, e, "s")
+	defer stop()
+	video, _, ms := player(t, e, "s")
+	expect(t, video, "FRAME-", 5)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.Close(ctx); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	select {
+	case <-ms.Done():
+		if !errors.Is(ms.Err(), ErrClosed) {
+			t.Errorf("player ended with %v, want ErrClosed", ms.Err())
+		}
+	default:
+		t.Fatal("Close returned with a live player session")
+	}
+	if e.Available("s") {
+		t.Error("stream still published after Close")
+	}
+	if _, _, err := e.Play(context.Background(), PlayRequest{Name: "s", SDP: "v=0"}); !errors.Is(err, ErrClosed) {
+		t.Errorf("play after close: %v, want ErrClosed", err)
+	}
+	cctx, ccancel := context.WithCancel(context.Background())
+	ccancel()
+	if _, _, err := newEngine(t, "B").Publish(cctx, PublishRequest{Name: "x", SDP: "v=0"}); !errors.Is(err, context.Canceled) {
+		t.Errorf("publish with a cancelled ctx: %v, want context.Canceled", err)
+	}
+}
+
 func TestPlayUnknownAndNameInUse(t *testing.T) {
 	e := newEngine(t, "A")
-	if _, _, err := e.Play(context.Background(), signaling.PlayRequest{Name: "nope", SDP: "v=0"}); signaling.InfoFor(err) != "Stream not found" {
-		t.Errorf("play unknown: %v → %q", err, signaling.InfoFor(err))
+	if _, _, err := e.Play(context.Background(), PlayRequest{Name: "nope", SDP: "v=0"}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("play unknown: %v, want ErrNotFound", err)
 	}
 	stop := publisher(t, e, "s")
 	defer stop()
@@ -239,8 +276,8 @@ func TestPlayUnknownAndNameInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	offer, _ := pc.CreateOffer(nil)
-	if _, _, err := e.Publish(context.Background(), signaling.PublishRequest{Name: "s", SDP: offer.SDP}); signaling.InfoFor(err) != "Stream name is already in use" {
-		t.Errorf("second publisher: %v → %q", err, signaling.InfoFor(err))
+	if _, _, err := e.Publish(context.Background(), PublishRequest{Name: "s", SDP: offer.SDP}); !errors.Is(err, ErrNameInUse) {
+		t.Errorf("second publisher: %v, want ErrNameInUse", err)
 	}
 }
 
@@ -255,7 +292,7 @@ func TestPushBetweenEngines(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer out.Close(errors.New("test end"))
-	ms, answer, err := b.Publish(context.Background(), signaling.PublishRequest{Name: "s", MediaSessionID: "relay", SDP: offer})
+	ms, answer, err := b.Publish(context.Background(), PublishRequest{Name: "s", MediaSessionID: "relay", SDP: offer})
 	if err != nil {
 		t.Fatalf("B publish: %v", err)
 	}
@@ -289,7 +326,7 @@ func TestPullBetweenEngines(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ms, answer, err := a.Play(context.Background(), signaling.PlayRequest{Name: "s", MediaSessionID: "relay", SDP: offer})
+		ms, answer, err := a.Play(context.Background(), PlayRequest{Name: "s", MediaSessionID: "relay", SDP: offer})
 		if err != nil {
 			t.Fatalf("A play: %v", err)
 		}

@@ -2,8 +2,6 @@ package media
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -13,12 +11,9 @@ import (
 	"time"
 
 	"github.com/rtcrelay/rtcrelay/forwarder"
-	"github.com/rtcrelay/rtcrelay/relay"
 	"github.com/rtcrelay/rtcrelay/sdp"
 	"github.com/rtcrelay/rtcrelay/session"
 )
-
-var _ relay.Engine = (*Engine)(nil)
 
 // HasStream reports whether name is published here.
 func (e *Engine) HasStream(name string) bool { return e.Available(name) }
@@ -33,12 +28,12 @@ func (e *Engine) StreamDone(name string) <-chan struct{} {
 	return c
 }
 
-// StreamPath is the relay path the local stream name was published with.
+// StreamPath is the relay path the local stream name was published with (nil for a browser's stream).
 func (e *Engine) StreamPath(name string) []string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if p := e.streams[name]; p != nil {
-		return relay.ParsePath(json.RawMessage(p.custom))
+		return slices.Clone(p.path)
 	}
 	return nil
 }
@@ -62,7 +57,10 @@ type outbound struct {
 }
 
 // OfferPush makes an outbound sendonly session that will be a player of the local stream name.
-func (e *Engine) OfferPush(_ context.Context, name string) (relay.Outbound, string, error) {
+func (e *Engine) OfferPush(ctx context.Context, name string) (Outbound, string, error) {
+	if err := e.admit(ctx); err != nil {
+		return nil, "", fmt.Errorf("push %q: %w", name, err)
+	}
 	st, ok := e.reg.Lookup(name)
 	if !ok {
 		return nil, "", classify(fmt.Errorf("push %q: %w", name, forwarder.ErrNotFound))
@@ -82,33 +80,36 @@ func (e *Engine) OfferPush(_ context.Context, name string) (relay.Outbound, stri
 		return nil, "", err
 	}
 	o := &outbound{e: e, s: s, tracks: tracks}
-	o.wait = newWait(func(cause error) {
+	o.wait = e.newWait(func(cause error) {
 		if p := o.player.Load(); p != nil {
 			p.Close()
 		}
 		s.Close(cause)
 		_ = sock.Close()
 	})
-	go func() {
+	e.wg.Go(func() {
 		select {
 		case <-st.Done():
 			o.Close(classify(forwarder.ErrPublisherStopped))
 		case <-o.Done():
 		}
-	}()
+	})
 	o.stream = st
 	return o, offer, nil
 }
 
 // OfferPull makes an outbound recvonly session that will feed the local stream name.
-func (e *Engine) OfferPull(_ context.Context, name string) (relay.Outbound, string, error) {
+func (e *Engine) OfferPull(ctx context.Context, name string) (Outbound, string, error) {
+	if err := e.admit(ctx); err != nil {
+		return nil, "", fmt.Errorf("pull %q: %w", name, err)
+	}
 	e.mu.Lock()
 	p := e.streams[name]
 	e.mu.Unlock()
 	f := &feed{name: name}
 	switch {
 	case p != nil && p.feed == nil:
-		return nil, "", fmt.Errorf("pull %q: %w", name, errors.Join(relay.ErrConflict, forwarder.ErrNameInUse))
+		return nil, "", fmt.Errorf("pull %q: published by someone else: %w", name, ErrNameInUse)
 	case p != nil:
 		f = p.feed
 	}
@@ -124,7 +125,7 @@ func (e *Engine) OfferPull(_ context.Context, name string) (relay.Outbound, stri
 		return nil, "", err
 	}
 	o := &outbound{e: e, s: s, tracks: tracks, pull: f}
-	o.wait = newWait(func(cause error) {
+	o.wait = e.newWait(func(cause error) {
 		o.pull.detach(o)
 		s.Close(cause)
 		_ = sock.Close()
@@ -141,12 +142,12 @@ func (o *outbound) Accept(answerSDP string) error {
 	if err := o.s.SetRemote(ans); err != nil {
 		return fmt.Errorf("remote answer: %w", err)
 	}
-	go o.run(ans)
+	o.e.wg.Go(func() { o.run(ans) })
 	return nil
 }
 
 func (o *outbound) run(ans *sdp.Description) {
-	err := o.s.Start(context.Background())
+	err := o.s.Start(o.e.ctx)
 	if err == nil {
 		if o.pull != nil {
 			err = o.e.attachPull(o, ans)
@@ -183,13 +184,13 @@ func (o *outbound) attachPush(ans *sdp.Description) error {
 	}
 	o.player.Store(p)
 	o.s.SetSink(p)
-	go func() {
+	o.e.wg.Go(func() {
 		select {
 		case <-p.Done():
 			o.Close(classify(p.Err()))
 		case <-o.Done():
 		}
-	}()
+	})
 	return nil
 }
 
@@ -201,7 +202,7 @@ func (o *outbound) EndLocal() {
 }
 
 // Stats is a snapshot of the relay session's counters.
-func (o *outbound) Stats() relay.OutboundStats {
+func (o *outbound) Stats() OutboundStats {
 	ss := o.s.Stats()
 	o.statsMu.Lock()
 	defer o.statsMu.Unlock()
@@ -210,7 +211,7 @@ func (o *outbound) Stats() relay.OutboundStats {
 	if in != o.lastIn {
 		o.lastIn, o.lastSeen = in, now
 	}
-	st := relay.OutboundStats{LastPacket: o.lastSeen}
+	st := OutboundStats{LastPacket: o.lastSeen}
 	if o.pull != nil {
 		st.Packets, st.Bytes = ss.RTPIn, ss.RTPBytesIn
 	} else {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/rtcrelay/rtcrelay/media"
 )
 
 var (
@@ -55,7 +57,7 @@ type agent struct {
 	since       time.Time
 	failing     bool // an attempt failed since the agent was last established
 	reconnects  uint64
-	out         Outbound // the current or last outbound session, for stats
+	out         media.Outbound // the current or last outbound session, for stats
 	changed     chan struct{}
 	established bool // ever
 }
@@ -235,7 +237,7 @@ func (a *agent) attempt(localDone <-chan struct{}) (established bool, err error)
 	}
 	defer conn.Close()
 
-	var out Outbound
+	var out media.Outbound
 	var offer string
 	if a.dir == DirectionPush {
 		out, offer, err = cfg.Engine.OfferPush(sctx, a.spec.LocalStreamName)

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/rtcrelay/rtcrelay/media"
 )
 
 // fakeEngine is an in-memory Engine.
@@ -66,7 +68,7 @@ func (e *fakeEngine) StreamPath(name string) []string {
 	return e.paths[name]
 }
 
-func (e *fakeEngine) offer(name string, pull bool) (Outbound, string, error) {
+func (e *fakeEngine) offer(name string, pull bool) (media.Outbound, string, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.offerErr != nil {
@@ -80,14 +82,14 @@ func (e *fakeEngine) offer(name string, pull bool) (Outbound, string, error) {
 	return o, "offer-" + name, nil
 }
 
-func (e *fakeEngine) OfferPush(_ context.Context, name string) (Outbound, string, error) {
+func (e *fakeEngine) OfferPush(_ context.Context, name string) (media.Outbound, string, error) {
 	if !e.HasStream(name) {
 		return nil, "", ErrNotFound
 	}
 	return e.offer(name, false)
 }
 
-func (e *fakeEngine) OfferPull(_ context.Context, name string) (Outbound, string, error) {
+func (e *fakeEngine) OfferPull(_ context.Context, name string) (media.Outbound, string, error) {
 	return e.offer(name, true)
 }
 
@@ -177,10 +179,10 @@ func (o *fakeOut) touch(t time.Time) {
 	o.last = t
 }
 
-func (o *fakeOut) Stats() OutboundStats {
+func (o *fakeOut) Stats() media.OutboundStats {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return OutboundStats{Packets: 10, Bytes: 1000, Bitrate: 8000, RTTMs: 3, LastPacket: o.last}
+	return media.OutboundStats{Packets: 10, Bytes: 1000, Bitrate: 8000, RTTMs: 3, LastPacket: o.last}
 }
 
 // fakeRemote plays the remote server: every Dial makes a fakeConn.

@@ -28,6 +28,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/rtcrelay/rtcrelay/signaling"
 )
 
 // Config configures a Manager. The zero value of every duration picks its default.
@@ -226,7 +228,7 @@ func (m *Manager) start(spec Spec, dir Direction) (AgentInfo, error) {
 	if dir == DirectionPull && m.cfg.Engine.HasStream(spec.LocalStreamName) {
 		return AgentInfo{}, fmt.Errorf("%w: stream %q is already published here", ErrConflict, spec.LocalStreamName)
 	}
-	a := newAgent(m, spec, dir, norm, pathCustom(path))
+	a := newAgent(m, spec, dir, norm, signaling.PathCustom(path))
 	m.agents[a.localID] = a
 	m.order = append(m.order, a.localID)
 	ai := a.info() // NEW, before the goroutine can move it on

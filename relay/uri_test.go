@@ -1,9 +1,7 @@
 package relay
 
 import (
-	"encoding/json"
 	"errors"
-	"slices"
 	"testing"
 )
 
@@ -38,27 +36,5 @@ func TestCheckURI(t *testing.T) {
 		if !errors.Is(err, tt.err) || (tt.err == nil && err != nil) || got != tt.want {
 			t.Errorf("checkURI(%q) = %q, %v; want %q, %v", tt.in, got, err, tt.want, tt.err)
 		}
-	}
-}
-
-func TestPath(t *testing.T) {
-	c := AppendPath(nil, "A")
-	if string(c) != `{"rtcrelayPath":["A"]}` || !PathContains(c, "A") || PathContains(c, "B") {
-		t.Fatalf("%s", c)
-	}
-	c = AppendPath(json.RawMessage(`{"user":"x","rtcrelayPath":["A"]}`), "B")
-	if !slices.Equal(ParsePath(c), []string{"A", "B"}) || string(c) != `{"rtcrelayPath":["A","B"],"user":"x"}` {
-		t.Fatalf("%s", c)
-	}
-	for _, bad := range []string{`[1]`, `"s"`, `{"rtcrelayPath":5}`, `{`, `null`} {
-		if PathContains(json.RawMessage(bad), "A") {
-			t.Errorf("%s contains A", bad)
-		}
-		if got := ParsePath(AppendPath(json.RawMessage(bad), "A")); !slices.Equal(got, []string{"A"}) && bad != `{"rtcrelayPath":5}` {
-			t.Errorf("AppendPath(%s) path %v", bad, got)
-		}
-	}
-	if PathContains(c, "") {
-		t.Fatal("empty id matched")
 	}
 }

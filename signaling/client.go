@@ -44,7 +44,7 @@ type StreamStatus struct {
 }
 
 // StreamError is a FAILED (or other terminal) status returned by Publish/Play.
-// errors.Is matches the sentinel with the same info (ErrStreamNotFound, ErrNameInUse, ...).
+// errors.Is matches the sentinels whose info string it carries (media.ErrNotFound for "Stream not found", ...).
 type StreamError struct {
 	Status, Info string
 }
@@ -52,12 +52,11 @@ type StreamError struct {
 func (e *StreamError) Error() string {
 	return fmt.Sprintf("signaling: remote %s: %s", e.Status, e.Info)
 }
-func (e *StreamError) WCSInfo() string { return e.Info }
 
-// Is matches any InfoError sentinel with the same info string.
+// Is matches the sentinels of infoTable with the same info string.
 func (e *StreamError) Is(target error) bool {
-	var ie *wcsError
-	return errors.As(target, &ie) && ie.info == e.Info
+	info := infoOf(target)
+	return info != "" && info == e.Info
 }
 
 // ErrClientClosed is returned for operations on a closed client.

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/rtcrelay/rtcrelay/media"
 )
 
 func dialClient(t *testing.T, uri string, cfg ClientConfig) *Client {
@@ -92,11 +94,11 @@ func TestClientRoundTrip(t *testing.T) {
 
 	// Errors come back as *StreamError matching the sentinels.
 	_, err = ply.Play(ctx, "missing", "", "offer", nil)
-	if !errors.Is(err, ErrStreamNotFound) || InfoFor(err) != InfoStreamNotFound {
+	if !errors.Is(err, media.ErrNotFound) || InfoFor(err) != InfoStreamNotFound {
 		t.Fatalf("play missing: %v", err)
 	}
 	_, err = ply.Publish(ctx, "s", "", "offer", nil)
-	if !errors.Is(err, ErrNameInUse) {
+	if !errors.Is(err, media.ErrNameInUse) {
 		t.Fatalf("publish taken: %v", err)
 	}
 
@@ -123,8 +125,7 @@ func TestClientRoundTrip(t *testing.T) {
 	}
 
 	// Server closes: Done, and open streams end locally.
-	answer, err = pub.Publish(ctx, "s2", "p2", "offer", nil)
-	if err != nil {
+	if _, err = pub.Publish(ctx, "s2", "p2", "offer", nil); err != nil {
 		t.Fatal(err)
 	}
 	st2 := pub.Status("p2")

@@ -264,8 +264,3 @@ func (c *conn) infoLocked() ConnectionInfo {
 	ci.Custom = c.fields["custom"]
 	return ci
 }
-
-func (c *conn) sessionInfoLocked() SessionInfo {
-	ci := c.infoLocked()
-	return SessionInfo{SessionID: c.id, RemoteAddr: c.remote, AppKey: ci.AppKey, Custom: ci.Custom}
-}

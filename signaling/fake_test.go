@@ -2,15 +2,18 @@ package signaling
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
+
+	"github.com/rtcrelay/rtcrelay/media"
 )
 
 // fakeEngine plays the media side: the SDP strings drive its behaviour.
-//   - offer containing "nocodec" → ErrNoCommonCodecs
-//   - "ice-timeout" → Ready returns a stage error with WCSInfo "Failed by ICE timeout"
+//   - offer containing "nocodec" → media.ErrNoCommonCodecs
+//   - "ice-timeout" → Ready returns an error wrapping media.ErrICETimeout
 //   - "hold" → Ready blocks until its context ends
-//   - "rtp-fail" → the session ends with ErrRTPActivity right after Ready
+//   - "rtp-fail" → the session ends with media.ErrICEFailed (consent lost) right after Ready
 type fakeEngine struct {
 	mu        sync.Mutex
 	published map[string]*fakeSession
@@ -18,11 +21,6 @@ type fakeEngine struct {
 }
 
 func newFakeEngine() *fakeEngine { return &fakeEngine{published: map[string]*fakeSession{}} }
-
-type stageErr struct{ info string }
-
-func (e stageErr) Error() string   { return "stage: " + e.info }
-func (e stageErr) WCSInfo() string { return e.info }
 
 type fakeSession struct {
 	e       *fakeEngine
@@ -41,29 +39,29 @@ func (e *fakeEngine) newSession(name, sdp string, publish bool) *fakeSession {
 	return s
 }
 
-func (e *fakeEngine) Publish(_ context.Context, req PublishRequest) (MediaSession, string, error) {
+func (e *fakeEngine) Publish(_ context.Context, req media.PublishRequest) (media.Session, string, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if strings.Contains(req.SDP, "nocodec") {
-		return nil, "", ErrNoCommonCodecs
+		return nil, "", media.ErrNoCommonCodecs
 	}
 	if e.published[req.Name] != nil {
-		return nil, "", ErrNameInUse
+		return nil, "", media.ErrNameInUse
 	}
 	s := e.newSession(req.Name, req.SDP, true)
 	e.published[req.Name] = s
 	return s, "answer-to:" + req.SDP, nil
 }
 
-func (e *fakeEngine) Play(_ context.Context, req PlayRequest) (MediaSession, string, error) {
+func (e *fakeEngine) Play(_ context.Context, req media.PlayRequest) (media.Session, string, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	pub := e.published[req.Name]
 	if pub == nil {
-		return nil, "", ErrStreamNotFound
+		return nil, "", media.ErrNotFound
 	}
 	if strings.Contains(req.SDP, "nocodec") {
-		return nil, "", ErrNoCommonCodecs
+		return nil, "", media.ErrNoCommonCodecs
 	}
 	s := e.newSession(req.Name, req.SDP, false)
 	pub.players[s] = struct{}{}
@@ -94,7 +92,7 @@ func (e *fakeEngine) open() int {
 func (s *fakeSession) Ready(ctx context.Context) error {
 	switch {
 	case strings.Contains(s.sdp, "ice-timeout"):
-		return stageErr{InfoICETimeout}
+		return fmt.Errorf("fake: no pair in time: %w", media.ErrICETimeout)
 	case strings.Contains(s.sdp, "hold"):
 		select {
 		case <-ctx.Done():
@@ -103,7 +101,7 @@ func (s *fakeSession) Ready(ctx context.Context) error {
 			return s.err
 		}
 	case strings.Contains(s.sdp, "rtp-fail"):
-		go s.Close(ErrRTPActivity)
+		go s.Close(fmt.Errorf("fake: consent lost: %w", media.ErrICEFailed))
 	}
 	return nil
 }
@@ -127,7 +125,7 @@ func (s *fakeSession) Close(cause error) {
 		}
 		s.e.mu.Unlock()
 		for _, p := range players {
-			p.Close(ErrPublisherStopped)
+			p.Close(media.ErrPublisherStopped)
 		}
 	})
 }

@@ -3,6 +3,8 @@ package signaling
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/rtcrelay/rtcrelay/media"
 )
 
 // FuzzDecodeMessage feeds arbitrary frames to the decoder and to every
@@ -62,11 +64,18 @@ func TestInfoFor(t *testing.T) {
 		want string
 	}{
 		{name: "nil", err: nil, want: ""},
-		{name: "not found wrapped", err: wrap(ErrStreamNotFound), want: InfoStreamNotFound},
-		{name: "name in use", err: ErrNameInUse, want: InfoNameInUse},
-		{name: "codecs", err: wrap(ErrNoCommonCodecs), want: InfoNoCommonCodecs},
-		{name: "media stage", err: wrap(stageErr{InfoDTLSFingerprint}), want: InfoDTLSFingerprint},
-		{name: "publisher stop", err: ErrPublisherStopped, want: InfoPublisherStop},
+		{name: "not found wrapped", err: wrap(media.ErrNotFound), want: InfoStreamNotFound},
+		{name: "name in use", err: media.ErrNameInUse, want: InfoNameInUse},
+		{name: "codecs", err: wrap(media.ErrNoCommonCodecs), want: InfoNoCommonCodecs},
+		{name: "fingerprint", err: wrap(media.ErrDTLSFingerprint), want: InfoDTLSFingerprint},
+		{name: "dtls", err: wrap(media.ErrDTLSFailed), want: InfoDTLSError},
+		{name: "ice timeout", err: wrap(media.ErrICETimeout), want: InfoICETimeout},
+		{name: "ice", err: wrap(media.ErrICEFailed), want: InfoICEError},
+		{name: "loop", err: wrap(media.ErrRestricted), want: InfoRestrictedAccess},
+		{name: "peer closed", err: wrap(media.ErrPeerClosed), want: InfoUser},
+		{name: "publisher stop", err: media.ErrPublisherStopped, want: InfoPublisherStop},
+		{name: "session disconnect", err: wrap(ErrSessionDisconnect), want: InfoSessionDisconnect},
+		{name: "shutdown", err: ErrShutdown, want: InfoRequestedShutdown},
 		{name: "deadline", err: wrap(contextDeadline()), want: InfoICETimeout},
 		{name: "remote", err: &StreamError{Status: StatusFailed, Info: "Restricted access"}, want: InfoRestrictedAccess},
 		{name: "other", err: json.Unmarshal([]byte("{"), &struct{}{}), want: InfoFailedByError},

@@ -7,7 +7,7 @@
 // looks at the message name.
 //
 // Choices where the WCS documentation is silent (wcs-protocol.md §9):
-//   - PUBLISHING/PLAYING are sent only after MediaSession.Ready (ICE+DTLS).
+//   - PUBLISHING/PLAYING are sent only after media.Session.Ready (ICE+DTLS).
 //   - Players of a publisher that ends (unpublish, socket close, media failure,
 //     REST terminate) get FAILED "Stopped by publisher stop": the SDK demos
 //     handle that info under the player's FAILED callback.
@@ -25,6 +25,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/rtcrelay/rtcrelay/media"
 )
 
 // Message names (both directions).
@@ -87,57 +89,69 @@ const (
 	InfoPublishStreamNotReady = "Publish stream is not ready"
 )
 
-// InfoError is an error that carries its own WCS info string. The media side
-// returns such errors (ICE/DTLS stage failures, RTP activity) so that
-// signaling reports the exact SDK string.
-type InfoError interface {
-	error
-	WCSInfo() string
-}
-
-// wcsError is a sentinel whose text is a WCS info string.
-type wcsError struct{ info string }
-
-func (e *wcsError) Error() string   { return "signaling: " + e.info }
-func (e *wcsError) WCSInfo() string { return e.info }
-
-// Sentinel errors the engine returns (wrap them with %w) and signaling maps to
-// their info strings.
+// Causes that signaling itself ends streams with.
 var (
-	ErrStreamNotFound    error = &wcsError{InfoStreamNotFound}
-	ErrNameInUse         error = &wcsError{InfoNameInUse}
-	ErrNoCommonCodecs    error = &wcsError{InfoNoCommonCodecs}
-	ErrICETimeout        error = &wcsError{InfoICETimeout}
-	ErrICEFailed         error = &wcsError{InfoICEError}
-	ErrDTLSFailed        error = &wcsError{InfoDTLSError}
-	ErrDTLSFingerprint   error = &wcsError{InfoDTLSFingerprint}
-	ErrRTPActivity       error = &wcsError{InfoRTPActivity}
-	ErrPublisherStopped  error = &wcsError{InfoPublisherStop}
-	ErrSessionDisconnect error = &wcsError{InfoSessionDisconnect}
-	ErrStoppedByUser     error = &wcsError{InfoUser}
-	ErrShutdown          error = &wcsError{InfoRequestedShutdown}
+	ErrSessionDisconnect = errors.New("signaling: the WebSocket session ended")
+	ErrStoppedByUser     = errors.New("signaling: stopped by the client")
+	ErrShutdown          = errors.New("signaling: server shutdown")
+	ErrRESTTerminate     = errors.New("signaling: terminated by REST")
 )
 
-// InfoFor maps an error to the WCS info string sent with a FAILED status. It is
-// the one place where errors become info strings:
+// infoTable is the one place where errors become the Web SDK's info strings: the engine's sentinels (media) and
+// signaling's own causes, first match wins.
+var infoTable = []struct {
+	err  error
+	info string
+}{
+	{media.ErrNotFound, InfoStreamNotFound},
+	{media.ErrNameInUse, InfoNameInUse},
+	{media.ErrNoCommonCodecs, InfoNoCommonCodecs},
+	{media.ErrRestricted, InfoRestrictedAccess},
+	{media.ErrICETimeout, InfoICETimeout},
+	{media.ErrICEFailed, InfoICEError},
+	{media.ErrDTLSFingerprint, InfoDTLSFingerprint},
+	{media.ErrDTLSFailed, InfoDTLSError},
+	{media.ErrPublisherStopped, InfoPublisherStop},
+	{media.ErrPeerClosed, InfoUser},
+	{media.ErrClosed, InfoRequestedShutdown},
+	{ErrSessionDisconnect, InfoSessionDisconnect},
+	{ErrStoppedByUser, InfoUser},
+	{ErrShutdown, InfoRequestedShutdown},
+	{ErrRESTTerminate, InfoRESTTerminate},
+}
+
+// InfoFor maps an error to the WCS info string sent with a FAILED status:
 //   - nil → "";
-//   - any error in the chain implementing WCSInfo() (our sentinels, a
-//     *StreamError, media stage errors) → its string;
+//   - an error in the chain from infoTable → its string;
+//   - a *StreamError (a remote server's status, seen by a relay's client) → the remote's info;
 //   - a context deadline → "Failed by ICE timeout" (Ready did not finish);
 //   - anything else → "Failed by error".
 func InfoFor(err error) string {
 	if err == nil {
 		return ""
 	}
-	if ie, ok := errors.AsType[InfoError](err); ok {
-		if s := ie.WCSInfo(); s != "" {
-			return s
+	for _, row := range infoTable {
+		if errors.Is(err, row.err) {
+			return row.info
 		}
+	}
+	if se, ok := errors.AsType[*StreamError](err); ok && se.Info != "" {
+		return se.Info
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return InfoICETimeout
 	}
 	return InfoFailedByError
+}
+
+// infoOf is the info string of a sentinel in infoTable ("" if it is not one).
+func infoOf(sentinel error) string {
+	for _, row := range infoTable {
+		if errors.Is(sentinel, row.err) {
+			return row.info
+		}
+	}
+	return ""
 }
 
 // Message is one decoded frame: {"message": Name, "data": Data}.

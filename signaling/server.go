@@ -3,7 +3,7 @@ package signaling
 import (
 	"context"
 	"encoding/json"
-	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -298,7 +298,7 @@ func (s *Server) TerminateStream(f StreamFilter, info string) int {
 				continue
 			}
 			n++
-			s.endLocked(st, st.stopStatus(), info, &wcsError{info}, true, &cl)
+			s.endLocked(st, st.stopStatus(), info, fmt.Errorf("%w: %s", ErrRESTTerminate, info), true, &cl)
 		}
 	}
 	s.mu.Unlock()
@@ -367,6 +367,3 @@ func (cl closers) run() {
 		f()
 	}
 }
-
-// errConnClosed is the cause of media sessions ended by a closing socket.
-var errConnClosed = errors.New("signaling: connection closed")

@@ -201,7 +201,7 @@ func TestPublisherEndsPlayers(t *testing.T) {
 				// The fake ends the session right after Ready; a player may
 				// not join in time, so only check the publisher.
 				pub.expectStatus("p1", StatusPublishing, "")
-				pub.expectStatus("p1", StatusFailed, InfoRTPActivity)
+				pub.expectStatus("p1", StatusFailed, InfoICEError)
 				return
 			}
 			pub.expectStatus("p1", StatusPublishing, "")

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"time"
+
+	"github.com/rtcrelay/rtcrelay/media"
 )
 
 // stream is one publish or play of a connection. Its mutable state is guarded
@@ -22,7 +24,7 @@ type stream struct {
 	ctx    context.Context // ends with the stream
 	cancel context.CancelCauseFunc
 
-	media      MediaSession
+	media      media.Session
 	answered   bool // setRemoteSDP sent
 	ended      bool
 	status     string
@@ -129,29 +131,28 @@ func (c *conn) onStart(m *Message, publish bool) {
 	}
 	st.ctx, st.cancel = context.WithCancelCause(context.Background())
 	c.streams[st.id] = st
-	sess := c.sessionInfoLocked()
 	s.streamsWG.Add(1)
-	go st.run(sess)
+	go st.run()
 }
 
 // stopGrace is how long a stream whose media ended waits for a racing stop message before it reports FAILED.
 const stopGrace = time.Second
 
 // run drives one stream: engine call, answer, Ready, then watches Done.
-func (st *stream) run(sess SessionInfo) {
+func (st *stream) run() {
 	s := st.c.srv
 	defer s.streamsWG.Done()
 	log := st.c.log.With("stream", st.name, "mediaSessionId", st.id, "publish", st.publish)
 
 	var (
-		ms     MediaSession
+		ms     media.Session
 		answer string
 		err    error
 	)
 	if st.publish {
-		ms, answer, err = s.cfg.Engine.Publish(st.ctx, PublishRequest{Name: st.name, MediaSessionID: st.id, SDP: st.sdp, Custom: st.custom, Session: sess})
+		ms, answer, err = s.cfg.Engine.Publish(st.ctx, media.PublishRequest{Name: st.name, MediaSessionID: st.id, SDP: st.sdp, Path: ParsePath(st.custom)})
 	} else {
-		ms, answer, err = s.cfg.Engine.Play(st.ctx, PlayRequest{Name: st.name, MediaSessionID: st.id, SDP: st.sdp, Custom: st.custom, Session: sess})
+		ms, answer, err = s.cfg.Engine.Play(st.ctx, media.PlayRequest{Name: st.name, MediaSessionID: st.id, SDP: st.sdp, Path: ParsePath(st.custom)})
 	}
 	if err == nil && ms == nil {
 		err = errors.New("signaling: engine returned no media session")
@@ -226,10 +227,10 @@ func (st *stream) run(sess SessionInfo) {
 	if err == nil {
 		err = errors.New("signaling: media session ended")
 		if !st.publish {
-			err = ErrPublisherStopped
+			err = media.ErrPublisherStopped
 		}
 	}
-	if !errors.Is(err, ErrPublisherStopped) {
+	if !errors.Is(err, media.ErrPublisherStopped) {
 		// The Web SDK sends unPublishStream/stopStream and closes its peer connection at the same moment, so the
 		// transport often ends first: give the stop message a moment to arrive, so that the client gets
 		// UNPUBLISHED/STOPPED rather than FAILED.
@@ -280,7 +281,7 @@ func (s *Server) endLocked(st *stream, status, info string, cause error, notify 
 	}
 	delete(s.publishers, st.name)
 	for p := range s.players[st.name] {
-		s.endLocked(p, StatusFailed, InfoPublisherStop, ErrPublisherStopped, true, cl)
+		s.endLocked(p, StatusFailed, InfoPublisherStop, media.ErrPublisherStopped, true, cl)
 	}
 }
 

@@ -19,7 +19,6 @@ import (
 	"github.com/rtcrelay/rtcrelay/ice"
 	"github.com/rtcrelay/rtcrelay/media"
 	"github.com/rtcrelay/rtcrelay/relay"
-	"github.com/rtcrelay/rtcrelay/relay/wcs"
 	"github.com/rtcrelay/rtcrelay/rest"
 	"github.com/rtcrelay/rtcrelay/signaling"
 	"github.com/rtcrelay/rtcrelay/web"
@@ -179,6 +178,9 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	}
 	stopListeners()
 	waitListeners()
+	if err := engine.Close(sctx); err != nil {
+		log.Warn("media engine close", "err", err)
+	}
 	engine.Registry().Close()
 	stopSock()
 	_ = sock.Close()
@@ -188,7 +190,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 
 // agentDial is how relay agents reach other servers: as clients of the WCS WebSocket protocol.
 func agentDial(log *slog.Logger, insecure bool) relay.DialFunc {
-	dial := wcs.Dialer(log)
+	dial := relay.WCSDialer(log)
 	return func(ctx context.Context, uri string, tlsCfg *tls.Config) (relay.Conn, error) {
 		if tlsCfg != nil && insecure {
 			tlsCfg = tlsCfg.Clone()
@@ -200,7 +202,7 @@ func agentDial(log *slog.Logger, insecure bool) relay.DialFunc {
 
 // agentProbe asks a remote server for its ID (loop detection) the way agentDial connects.
 func agentProbe(log *slog.Logger, insecure bool) relay.ProbeFunc {
-	probe := wcs.Probe(log)
+	probe := relay.WCSProbe(log)
 	return func(ctx context.Context, uri string, tlsCfg *tls.Config) (string, error) {
 		if tlsCfg != nil && insecure {
 			tlsCfg = tlsCfg.Clone()

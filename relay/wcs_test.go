@@ -1,15 +1,16 @@
-package wcs
+package relay
 
 import (
 	"context"
 	"errors"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/rtcrelay/rtcrelay/relay"
+	"github.com/rtcrelay/rtcrelay/media"
 	"github.com/rtcrelay/rtcrelay/signaling"
 )
 
@@ -19,11 +20,6 @@ type remoteEngine struct {
 	published map[string]bool
 	serverID  string
 }
-
-type infoErr string
-
-func (e infoErr) Error() string   { return string(e) }
-func (e infoErr) WCSInfo() string { return string(e) }
 
 type remoteSession struct {
 	once sync.Once
@@ -46,24 +42,24 @@ func (s *remoteSession) Close(error) {
 	})
 }
 
-func (e *remoteEngine) Publish(_ context.Context, req signaling.PublishRequest) (signaling.MediaSession, string, error) {
-	if relay.PathContains(req.Custom, e.serverID) {
-		return nil, "", infoErr("Relay loop detected")
+func (e *remoteEngine) Publish(_ context.Context, req media.PublishRequest) (media.Session, string, error) {
+	if slices.Contains(req.Path, e.serverID) {
+		return nil, "", media.ErrRestricted
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.published[req.Name] {
-		return nil, "", signaling.ErrNameInUse
+		return nil, "", media.ErrNameInUse
 	}
 	e.published[req.Name] = true
 	return &remoteSession{done: make(chan struct{}), e: e, name: req.Name}, "answer:" + req.SDP, nil
 }
 
-func (e *remoteEngine) Play(_ context.Context, req signaling.PlayRequest) (signaling.MediaSession, string, error) {
+func (e *remoteEngine) Play(_ context.Context, req media.PlayRequest) (media.Session, string, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if !e.published[req.Name] {
-		return nil, "", signaling.ErrStreamNotFound
+		return nil, "", media.ErrNotFound
 	}
 	return &remoteSession{done: make(chan struct{}), e: e}, "answer:" + req.SDP, nil
 }
@@ -98,8 +94,8 @@ func (o *localOut) Done() <-chan struct{}       { return o.done }
 func (o *localOut) Err() error                  { return nil }
 func (o *localOut) Close(error)                 { o.once.Do(func() { close(o.done) }) }
 func (o *localOut) EndLocal()                   {}
-func (o *localOut) Stats() relay.OutboundStats {
-	return relay.OutboundStats{Packets: 1, LastPacket: time.Now()}
+func (o *localOut) Stats() media.OutboundStats {
+	return media.OutboundStats{Packets: 1, LastPacket: time.Now()}
 }
 
 func (e *localEngine) HasStream(n string) bool {
@@ -119,22 +115,22 @@ func (e *localEngine) StreamDone(n string) <-chan struct{} {
 	return c
 }
 func (e *localEngine) StreamPath(string) []string { return []string{"B"} }
-func (e *localEngine) OfferPush(context.Context, string) (relay.Outbound, string, error) {
+func (e *localEngine) OfferPush(context.Context, string) (media.Outbound, string, error) {
 	return &localOut{done: make(chan struct{})}, "offer-push", nil
 }
-func (e *localEngine) OfferPull(context.Context, string) (relay.Outbound, string, error) {
+func (e *localEngine) OfferPull(context.Context, string) (media.Outbound, string, error) {
 	return &localOut{done: make(chan struct{})}, "offer-pull", nil
 }
 
-func setup(t *testing.T, remoteID string) (*relay.Manager, *signaling.Server, string) {
+func setup(t *testing.T, remoteID string) (*Manager, *signaling.Server, string) {
 	t.Helper()
 	re := &remoteEngine{published: map[string]bool{}, serverID: remoteID}
 	srv := signaling.NewServer(signaling.ServerConfig{Engine: re})
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
-	m, err := relay.NewManager(relay.Config{
+	m, err := NewManager(Config{
 		Engine: &localEngine{streams: map[string]chan struct{}{"s": make(chan struct{})}},
-		Dial:   Dialer(nil), ServerID: "A", RetryFailed: -1,
+		Dial:   WCSDialer(nil), ServerID: "A", RetryFailed: -1,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -143,7 +139,7 @@ func setup(t *testing.T, remoteID string) (*relay.Manager, *signaling.Server, st
 	return m, srv, "ws://" + strings.TrimPrefix(hs.URL, "http://")
 }
 
-func wait(t *testing.T, m *relay.Manager, id string, cond func(relay.AgentInfo) bool) relay.AgentInfo {
+func wait(t *testing.T, m *Manager, id string, cond func(AgentInfo) bool) AgentInfo {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
@@ -154,17 +150,17 @@ func wait(t *testing.T, m *relay.Manager, id string, cond func(relay.AgentInfo) 
 	return ai
 }
 
-func status(s string) func(relay.AgentInfo) bool {
-	return func(ai relay.AgentInfo) bool { return ai.Status == s }
+func status(s string) func(AgentInfo) bool {
+	return func(ai AgentInfo) bool { return ai.Status == s }
 }
 
 func TestPushOverWCS(t *testing.T) {
 	m, srv, uri := setup(t, "C")
-	ai, err := m.Push(t.Context(), relay.Spec{URI: uri, LocalStreamName: "s", RemoteStreamName: "t"})
+	ai, err := m.Push(t.Context(), Spec{URI: uri, LocalStreamName: "s", RemoteStreamName: "t"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := wait(t, m, ai.LocalMediaSessionID, status(relay.StatusProcessedRemote))
+	got := wait(t, m, ai.LocalMediaSessionID, status(StatusProcessedRemote))
 	streams := srv.Streams(nil)
 	if len(streams) != 1 || streams[0].Name != "t" || !streams[0].Published || streams[0].Status != "PUBLISHING" ||
 		streams[0].MediaSessionID != *got.RemoteMediaSessionID || string(streams[0].Custom) != `{"rtcrelayPath":["B","A"]}` {
@@ -176,15 +172,15 @@ func TestPushOverWCS(t *testing.T) {
 	if len(conns) != 1 || !srv.Terminate(conns[0].SessionID) {
 		t.Fatalf("connections %+v", conns)
 	}
-	again := wait(t, m, ai.LocalMediaSessionID, func(ai relay.AgentInfo) bool {
-		return ai.Status == relay.StatusProcessedRemote && ai.Reconnects == 1
+	again := wait(t, m, ai.LocalMediaSessionID, func(ai AgentInfo) bool {
+		return ai.Status == StatusProcessedRemote && ai.Reconnects == 1
 	})
 	if *again.RemoteMediaSessionID == *got.RemoteMediaSessionID {
 		t.Fatal("same remote media session id after reconnect")
 	}
 
 	// terminate sends unPublishStream: the remote stream ends.
-	if _, err := m.Terminate(relay.Filter{LocalMediaSessionID: ai.LocalMediaSessionID}); err != nil {
+	if _, err := m.Terminate(Filter{LocalMediaSessionID: ai.LocalMediaSessionID}); err != nil {
 		t.Fatal(err)
 	}
 	if s := srv.Streams(nil); len(s) != 0 {
@@ -194,21 +190,21 @@ func TestPushOverWCS(t *testing.T) {
 
 func TestRemoteFailures(t *testing.T) {
 	m, _, uri := setup(t, "B")
-	pull, err := m.Pull(t.Context(), relay.Spec{URI: uri, LocalStreamName: "l", RemoteStreamName: "absent"})
+	pull, err := m.Pull(t.Context(), Spec{URI: uri, LocalStreamName: "l", RemoteStreamName: "absent"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := wait(t, m, pull.LocalMediaSessionID, status(relay.StatusFailed))
+	got := wait(t, m, pull.LocalMediaSessionID, status(StatusFailed))
 	if got.Info != signaling.InfoStreamNotFound {
 		t.Fatalf("pull info %q", got.Info)
 	}
 	// Our stream s arrived through B: pushing it to B is a loop the remote refuses.
-	push, err := m.Push(t.Context(), relay.Spec{URI: uri, LocalStreamName: "s", RemoteStreamName: "s"})
+	push, err := m.Push(t.Context(), Spec{URI: uri, LocalStreamName: "s", RemoteStreamName: "s"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got = wait(t, m, push.LocalMediaSessionID, status(relay.StatusFailed))
-	if got.Info != "Relay loop detected" {
+	got = wait(t, m, push.LocalMediaSessionID, status(StatusFailed))
+	if got.Info != signaling.InfoRestrictedAccess {
 		t.Fatalf("loop info %q", got.Info)
 	}
 }
@@ -219,21 +215,21 @@ func TestPushLoopRefusedAtOnce(t *testing.T) {
 	for _, tc := range []struct {
 		remoteID string
 		want     error
-	}{{"B", relay.ErrLoop}, {"C", nil}} {
+	}{{"B", ErrLoop}, {"C", nil}} {
 		t.Run(tc.remoteID, func(t *testing.T) {
 			srv := signaling.NewServer(signaling.ServerConfig{Engine: &remoteEngine{published: map[string]bool{}}, ServerID: tc.remoteID})
 			hs := httptest.NewServer(srv)
 			t.Cleanup(hs.Close)
-			m, err := relay.NewManager(relay.Config{
+			m, err := NewManager(Config{
 				Engine: &localEngine{streams: map[string]chan struct{}{"s": make(chan struct{})}},
-				Dial:   Dialer(nil), Probe: Probe(nil), ServerID: "A", RetryFailed: -1,
+				Dial:   WCSDialer(nil), Probe: WCSProbe(nil), ServerID: "A", RetryFailed: -1,
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = m.Close() })
 			uri := "ws://" + strings.TrimPrefix(hs.URL, "http://")
-			_, err = m.Push(t.Context(), relay.Spec{URI: uri, LocalStreamName: "s", RemoteStreamName: "s"})
+			_, err = m.Push(t.Context(), Spec{URI: uri, LocalStreamName: "s", RemoteStreamName: "s"})
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Push to %s: %v, want %v", tc.remoteID, err, tc.want)
 			}

@@ -1,6 +1,7 @@
-// Package wcs adapts signaling.Client (the WCS WebSocket client) to relay.Conn, so that relay agents speak the
-// protocol browsers speak. It lives apart from relay so that signaling and media may import relay.
-package wcs
+package relay
+
+// The WCS adapter: signaling.Client (the WCS WebSocket client) as a Conn, so that relay agents speak the
+// protocol browsers speak.
 
 import (
 	"context"
@@ -9,7 +10,6 @@ import (
 	"log/slog"
 	"sync"
 
-	"github.com/rtcrelay/rtcrelay/relay"
 	"github.com/rtcrelay/rtcrelay/signaling"
 )
 
@@ -17,13 +17,13 @@ import (
 // buffer drops, and the terminal status is also seen through Done).
 const statusBuffer = 16
 
-// Dialer returns a relay.DialFunc over signaling.Dial.
-func Dialer(log *slog.Logger) relay.DialFunc {
+// WCSDialer returns a DialFunc over signaling.Dial.
+func WCSDialer(log *slog.Logger) DialFunc {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return func(ctx context.Context, uri string, tlsConfig *tls.Config) (relay.Conn, error) {
-		a := &conn{subs: map[string]chan relay.StreamStatus{}}
+	return func(ctx context.Context, uri string, tlsConfig *tls.Config) (Conn, error) {
+		a := &wcsConn{subs: map[string]chan StreamStatus{}}
 		c, err := signaling.Dial(ctx, uri, signaling.ClientConfig{TLS: tlsConfig, Logger: log, OnStatus: a.onStatus})
 		if err != nil {
 			return nil, err
@@ -43,9 +43,9 @@ func Dialer(log *slog.Logger) relay.DialFunc {
 	}
 }
 
-// Probe returns a relay.ProbeFunc: it connects to uri, reads the server ID from getUserData ("serverId", sent by
+// WCSProbe returns a ProbeFunc: it connects to uri, reads the server ID from getUserData ("serverId", sent by
 // rtcrelay; "" for servers that do not send one) and disconnects.
-func Probe(log *slog.Logger) relay.ProbeFunc {
+func WCSProbe(log *slog.Logger) ProbeFunc {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -63,18 +63,18 @@ func Probe(log *slog.Logger) relay.ProbeFunc {
 	}
 }
 
-type conn struct {
+type wcsConn struct {
 	c *signaling.Client
 
 	mu     sync.Mutex
-	subs   map[string]chan relay.StreamStatus // by mediaSessionId
+	subs   map[string]chan StreamStatus // by mediaSessionId
 	closed bool
 }
 
-var _ relay.Conn = (*conn)(nil)
+var _ Conn = (*wcsConn)(nil)
 
 // onStatus runs on the client's reader goroutine: route without blocking.
-func (a *conn) onStatus(st signaling.StreamStatus) {
+func (a *wcsConn) onStatus(st signaling.StreamStatus) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	ch := a.subs[st.MediaSessionID]
@@ -82,13 +82,13 @@ func (a *conn) onStatus(st signaling.StreamStatus) {
 		return
 	}
 	select {
-	case ch <- relay.StreamStatus{Status: st.Status, Info: st.Info}:
+	case ch <- StreamStatus{Status: st.Status, Info: st.Info}:
 	default:
 	}
 }
 
-func (a *conn) subscribe(id string) chan relay.StreamStatus {
-	ch := make(chan relay.StreamStatus, statusBuffer)
+func (a *wcsConn) subscribe(id string) chan StreamStatus {
+	ch := make(chan StreamStatus, statusBuffer)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
@@ -99,7 +99,7 @@ func (a *conn) subscribe(id string) chan relay.StreamStatus {
 	return ch
 }
 
-func (a *conn) unsubscribe(id string) {
+func (a *wcsConn) unsubscribe(id string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if ch, ok := a.subs[id]; ok {
@@ -108,7 +108,7 @@ func (a *conn) unsubscribe(id string) {
 	}
 }
 
-func (a *conn) Publish(ctx context.Context, name, id, offer string, custom json.RawMessage) (string, <-chan relay.StreamStatus, error) {
+func (a *wcsConn) Publish(ctx context.Context, name, id, offer string, custom json.RawMessage) (string, <-chan StreamStatus, error) {
 	ch := a.subscribe(id)
 	answer, err := a.c.Publish(ctx, name, id, offer, custom)
 	if err != nil {
@@ -118,7 +118,7 @@ func (a *conn) Publish(ctx context.Context, name, id, offer string, custom json.
 	return answer, ch, nil
 }
 
-func (a *conn) Play(ctx context.Context, name, id, offer string, custom json.RawMessage) (string, <-chan relay.StreamStatus, error) {
+func (a *wcsConn) Play(ctx context.Context, name, id, offer string, custom json.RawMessage) (string, <-chan StreamStatus, error) {
 	ch := a.subscribe(id)
 	answer, err := a.c.Play(ctx, name, id, offer, custom)
 	if err != nil {
@@ -129,7 +129,7 @@ func (a *conn) Play(ctx context.Context, name, id, offer string, custom json.Raw
 }
 
 // Stop sends unPublishStream/stopStream (the client knows which) and waits for the terminal status.
-func (a *conn) Stop(ctx context.Context, id string, _ bool) error { return a.c.Stop(ctx, id) }
+func (a *wcsConn) Stop(ctx context.Context, id string, _ bool) error { return a.c.Stop(ctx, id) }
 
-func (a *conn) Close() error          { return a.c.Close() }
-func (a *conn) Done() <-chan struct{} { return a.c.Done() }
+func (a *wcsConn) Close() error          { return a.c.Close() }
+func (a *wcsConn) Done() <-chan struct{} { return a.c.Done() }
