@@ -29,6 +29,13 @@ fi
 # Fetch and build everything BEFORE entering the network namespace: there is no network inside it.
 go mod download
 go vet ./...
+lint="$(command -v golangci-lint || true)"
+[ -n "$lint" ] || { [ -x "$(go env GOPATH)/bin/golangci-lint" ] && lint="$(go env GOPATH)/bin/golangci-lint"; } || true
+if [ -n "$lint" ]; then
+  "$lint" run ./... # .golangci.yml: the linters the project agrees with
+else
+  echo "test.sh: golangci-lint not installed; skipping lint (go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0)" >&2
+fi
 go build ./...
 go test -race -count=1 -run '^$' ./... >/dev/null # compiles every test binary (and the race runtime) up front
 

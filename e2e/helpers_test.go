@@ -295,7 +295,7 @@ func (s *Server) waitHealthy(timeout time.Duration) error {
 		select {
 		case err := <-s.waitErr:
 			s.waitErr <- err
-			return fmt.Errorf("exited: %v", err)
+			return fmt.Errorf("exited: %w", err)
 		default:
 		}
 		resp, err := client.Get(s.HTTP + "/healthz")

@@ -37,7 +37,7 @@ func Files() fs.FS {
 // Handler serves the pages at "/" and the config at "/rtcrelay-config.json". Mount it at the root of the HTTP
 // mux (REST lives under /rest-api/ and is mounted separately).
 func Handler(cfg Config) http.Handler {
-	cfgJSON, _ := json.Marshal(ClientConfig{WSPort: cfg.WSPort, WSSPort: cfg.WSSPort}) // cannot fail
+	cfgJSON, _ := json.Marshal(ClientConfig(cfg)) // cannot fail
 	files := http.FileServerFS(Files())
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /rtcrelay-config.json", func(w http.ResponseWriter, _ *http.Request) {

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
@@ -71,7 +70,7 @@ func serveAll(ctx context.Context, log *slog.Logger, host string, tlsCfg *tls.Co
 			continue
 		}
 		addr := net.JoinHostPort(host, strconv.Itoa(l.port))
-		ln, err := net.Listen("tcp", addr)
+		ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
 		if err != nil {
 			for _, s := range servers {
 				_ = s.Close()
@@ -100,12 +99,4 @@ func serveAll(ctx context.Context, log *slog.Logger, host string, tlsCfg *tls.Co
 		}
 	})
 	return wg.Wait, nil
-}
-
-func parseHost(s string) netip.Addr {
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.IPv4Unspecified()
-	}
-	return a
 }
