@@ -216,6 +216,17 @@ func (st *Stream) serveNACKs() {
 	}
 }
 
+// RequestKeyframe asks the publisher for a keyframe of every video track now, whatever the rate limit (a new
+// publisher session took the stream over: players' decoders need a fresh reference). Control path.
+func (st *Stream) RequestKeyframe() {
+	for _, t := range st.tracks {
+		if t.video {
+			st.lastKeyframeReq.Store(0)
+			st.requestKeyframe(t)
+		}
+	}
+}
+
 // requestKeyframe sends a PLI (and a FIR when negotiated) for t to the publisher unless one was sent less
 // than keyframeInterval ago. It reports whether it sent.
 func (st *Stream) requestKeyframe(t *track) bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/rtcrelay/rtcrelay/forwarder"
@@ -13,6 +14,10 @@ import (
 
 // Publish answers a publisher's offer: ICE-lite + DTLS server session, the stream registered under its name at
 // once (so a second publisher of the name fails), media flowing into the forwarder once the transport is up.
+//
+// A stream whose publisher was lost (Interrupted) stays published for Config.PublisherGrace; a Publish of the
+// same name with the same relay path and the same tracks within the grace takes it over: the players stay
+// attached and see continuous SSRCs, sequence numbers and timestamps, and get a keyframe at once.
 func (e *Engine) Publish(ctx context.Context, req PublishRequest) (Session, string, error) {
 	if err := e.admit(ctx); err != nil {
 		return nil, "", fmt.Errorf("publish %q: %w", req.Name, err)
@@ -38,43 +43,132 @@ func (e *Engine) Publish(ctx context.Context, req PublishRequest) (Session, stri
 		s.Close(err)
 		return nil, "", fmt.Errorf("publish %q: %w", req.Name, err)
 	}
-	st, err := e.publish(req.Name, trackInfos(offer, tracks), s, req.Path)
+	src := &source{s: s}
+	f, takeover, err := e.publishFeed(req.Name, trackInfos(offer, tracks), req.Path, src)
 	if err != nil {
 		s.Close(err)
 		return nil, "", classify(fmt.Errorf("publish %q: %w", req.Name, err))
 	}
-	s.SetSink(st)
-	w := e.newWait(func(cause error) { s.Close(cause); st.Close() })
-	e.wg.Go(func() { e.runPublisher(w, s, st) })
+	w := e.newWait(func(cause error) {
+		s.Close(cause)
+		e.publisherGone(f, src, cause)
+	})
+	src.close = w.Close
+	if takeover {
+		log.Info("publisher took the stream over within its grace")
+	}
+	e.wg.Go(func() { e.runPublisher(w, s, f.stream, takeover) })
 	return w, answer, nil
 }
 
-// publish registers a stream and the engine's record of it.
-func (e *Engine) publish(name string, tracks []forwarder.TrackInfo, up forwarder.Upstream, path []string) (*forwarder.Stream, error) {
-	st, err := e.reg.Publish(name, tracks, up)
-	if err != nil {
-		return nil, err
-	}
+// publishFeed publishes name fed by src, or hands the stream in its grace to src. It reports a takeover.
+func (e *Engine) publishFeed(name string, infos []forwarder.TrackInfo, path []string, src *source) (*feed, bool, error) {
 	e.mu.Lock()
-	e.streams[name] = &published{stream: st, path: slices.Clone(path), since: time.Now()}
-	e.mu.Unlock()
+	defer e.mu.Unlock()
+	if p := e.streams[name]; p != nil {
+		if p.grace == nil || p.pulled || !slices.Equal(p.path, path) || !sameTracks(p.stream.Tracks(), infos) {
+			return nil, false, fmt.Errorf("%w: %q", forwarder.ErrNameInUse, name)
+		}
+		p.grace.Stop()
+		p.grace = nil
+		for i, t := range p.feed.tracks {
+			t.pt.Store(uint32(infos[i].Codec.PayloadType))
+		}
+		p.feed.attach(src)
+		e.takeovers.Add(1)
+		return p.feed, true, nil
+	}
+	f := &feed{name: name}
+	for i := range infos {
+		in := &infos[i]
+		t := &feedTrack{kind: in.Kind, clock: in.Codec.ClockRate, outSSRC: in.SSRC, outPT: in.Codec.PayloadType}
+		if t.outSSRC == 0 {
+			t.outSSRC = randomSSRC()
+		}
+		t.inSSRC.Store(in.SSRC)
+		t.pt.Store(uint32(in.Codec.PayloadType))
+		in.SSRC = t.outSSRC
+		f.tracks = append(f.tracks, t)
+	}
+	st, err := e.reg.Publish(name, infos, f)
+	if err != nil {
+		return nil, false, err
+	}
+	f.stream = st
+	e.streams[name] = &published{stream: st, feed: f, path: slices.Clone(path), since: time.Now()}
+	f.attach(src)
 	e.wg.Go(func() {
 		<-st.Done()
 		e.mu.Lock()
 		if p := e.streams[name]; p != nil && p.stream == st {
+			if p.grace != nil {
+				p.grace.Stop()
+			}
 			delete(e.streams, name)
 		}
 		e.mu.Unlock()
 	})
-	return st, nil
+	return f, false, nil
 }
 
-func (e *Engine) runPublisher(w *wait, s *session.Session, st *forwarder.Stream) {
+// sameTracks reports whether a new publisher's tracks can continue a stream's: same kinds, codecs and header
+// extensions in the same order (payload types may differ: the feed rewrites them).
+func sameTracks(have, want []forwarder.TrackInfo) bool {
+	if len(have) != len(want) {
+		return false
+	}
+	for i := range have {
+		a, b := have[i], want[i]
+		if a.Kind != b.Kind || !strings.EqualFold(a.Codec.Name, b.Codec.Name) || a.Codec.ClockRate != b.Codec.ClockRate ||
+			a.Codec.Channels != b.Codec.Channels || !slices.Equal(a.Extensions, b.Extensions) {
+			return false
+		}
+	}
+	return true
+}
+
+// publisherGone runs when a publisher's session ended: unless another session already took the stream over, the
+// stream ends now, or, when the publisher was Interrupted and a grace is configured, after the grace.
+func (e *Engine) publisherGone(f *feed, src *source, cause error) {
+	f.detach(src)
+	e.mu.Lock()
+	p := e.streams[f.name]
+	if p == nil || p.feed != f || f.cur.Load() != nil {
+		e.mu.Unlock()
+		return
+	}
+	if grace := e.cfg.PublisherGrace; grace > 0 && !e.closed && Interrupted(cause) {
+		var t *time.Timer
+		t = time.AfterFunc(grace, func() {
+			e.mu.Lock()
+			expired := p.grace == t
+			if expired {
+				p.grace = nil
+			}
+			e.mu.Unlock()
+			if expired {
+				e.log.Info("publisher did not come back within its grace: stream ends", "stream", f.name, "grace", grace)
+				p.stream.Close()
+			}
+		})
+		p.grace = t
+		e.mu.Unlock()
+		e.log.Info("publisher lost: the stream waits for it", "stream", f.name, "grace", grace, "cause", cause)
+		return
+	}
+	e.mu.Unlock()
+	p.stream.Close()
+}
+
+func (e *Engine) runPublisher(w *wait, s *session.Session, st *forwarder.Stream, takeover bool) {
 	err := s.Start(e.ctx)
 	w.setReady(classify(err))
 	if err != nil {
 		w.Close(classify(err))
 		return
+	}
+	if takeover {
+		st.RequestKeyframe()
 	}
 	select {
 	case <-s.Done():

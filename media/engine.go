@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rtcrelay/rtcrelay/dtls"
@@ -37,7 +38,10 @@ type Config struct {
 	Outbound ice.SocketConfig
 	// ServerID names this server in relay paths; a publish whose path already holds it is refused (a loop).
 	ServerID string
-	Logger   *slog.Logger
+	// PublisherGrace is how long a stream stays published after its publisher was Interrupted (transport
+	// lost, WebSocket gone), waiting for a takeover; 0 ends it at once.
+	PublisherGrace time.Duration
+	Logger         *slog.Logger
 }
 
 // Engine owns the stream registry and creates media sessions.
@@ -50,6 +54,8 @@ type Engine struct {
 	cancel context.CancelCauseFunc
 	wg     sync.WaitGroup // every goroutine the engine started
 
+	takeovers atomic.Uint64 // publishes that took a stream over within its grace
+
 	mu      sync.Mutex
 	streams map[string]*published // control-path view of what is published, by name
 	live    map[*wait]struct{}    // sessions handed out and not yet closed
@@ -59,8 +65,10 @@ type Engine struct {
 // published is the engine's record of one published stream.
 type published struct {
 	stream *forwarder.Stream
-	path   []string // the publisher's relay path, for loop detection of onward relays
-	feed   *feed    // set when a pull relay feeds the stream: it survives reconnects
+	path   []string    // the publisher's relay path, for loop detection of onward relays
+	feed   *feed       // the publisher side: it survives reconnects and takeovers
+	pulled bool        // fed by a pull relay (no WebSocket publisher)
+	grace  *time.Timer // running while the stream waits for its publisher to come back
 	since  time.Time
 }
 
@@ -99,6 +107,10 @@ func (e *Engine) Close(ctx context.Context) error {
 	streams := make([]*forwarder.Stream, 0, len(e.streams))
 	for _, p := range e.streams {
 		streams = append(streams, p.stream)
+		if p.grace != nil {
+			p.grace.Stop()
+			p.grace = nil
+		}
 	}
 	e.mu.Unlock()
 	e.cancel(ErrClosed)
@@ -156,6 +168,25 @@ func (e *Engine) newWait(onClose func(error)) *wait {
 		w.Close(ErrClosed)
 	}
 	return w
+}
+
+// Stats are the engine's counters.
+type Stats struct {
+	Takeovers uint64 // publishes that took a stream over within its publisher grace
+	InGrace   int    // streams waiting for their publisher now
+}
+
+// Stats reads the counters.
+func (e *Engine) Stats() Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := Stats{Takeovers: e.takeovers.Load()}
+	for _, p := range e.streams {
+		if p.grace != nil {
+			st.InGrace++
+		}
+	}
+	return st
 }
 
 // Registry is the stream registry (for REST listings and benchmarks).

@@ -24,7 +24,20 @@ var (
 	ErrDTLSFailed       = errors.New("media: DTLS failed")
 	ErrDTLSFingerprint  = errors.New("media: DTLS fingerprint mismatch")
 	ErrClosed           = errors.New("media: engine closed")
+	// ErrInterrupted is a cause for closing a publisher's session that keeps its stream for the publisher grace
+	// (the protocol lost its client, not the client's wish); wrap it.
+	ErrInterrupted = errors.New("media: publisher interrupted")
 )
+
+// Interrupted reports whether a publisher whose session ended with err may come back: its transport failed or
+// the protocol above lost it (ErrInterrupted), as opposed to a stop, a DTLS close, a refusal or shutdown.
+func Interrupted(err error) bool {
+	if errors.Is(err, ErrClosed) || errors.Is(err, ErrPeerClosed) {
+		return false
+	}
+	return errors.Is(err, ErrInterrupted) || errors.Is(err, ErrICEFailed) || errors.Is(err, ErrICETimeout) ||
+		errors.Is(err, ErrDTLSFailed)
+}
 
 var stageErr = map[session.Stage]error{
 	session.StageICETimeout:      ErrICETimeout,

@@ -12,16 +12,24 @@ import (
 	"github.com/rtcrelay/rtcrelay/forwarder"
 	"github.com/rtcrelay/rtcrelay/packet"
 	"github.com/rtcrelay/rtcrelay/sdp"
+	"github.com/rtcrelay/rtcrelay/session"
 )
 
-// feed is the publisher side of a stream pulled from another server. It outlives the outbound sessions of its
-// relay agent: each reconnect attaches a new session, and the feed keeps the stream's SSRCs, sequence numbers and
-// timestamps continuous for the local players, who never notice the gap except as missing packets.
+// feed is the publisher side of a published stream. It outlives the sessions that feed it: a pull relay's
+// reconnect, a push relay's or a browser's re-publish within the publisher grace attach a new session, and the
+// feed keeps the stream's SSRCs, sequence numbers and timestamps continuous for the local players, who never
+// notice the gap except as missing packets.
 type feed struct {
 	name   string
 	stream *forwarder.Stream // set once, when the first session attached (under Engine.mu)
-	cur    atomic.Pointer[outbound]
+	cur    atomic.Pointer[source]
 	tracks []*feedTrack // fixed once the stream is published
+}
+
+// source is one session feeding a feed.
+type source struct {
+	s     *session.Session
+	close func(cause error) // ends the session's handle (a publisher's or an outbound's wait)
 }
 
 // feedTrack is one track of a feed. Its mutable fields are used only on the socket reader goroutine.
@@ -29,6 +37,8 @@ type feedTrack struct {
 	kind    string
 	clock   uint32
 	outSSRC uint32
+
+	outPT uint8 // the stream's payload type (the first session's)
 
 	inSSRC   atomic.Uint32 // the current session's SSRC for this track (read by WriteRTCP on other goroutines)
 	pt       atomic.Uint32 // the current session's payload type
@@ -61,7 +71,7 @@ func (e *Engine) attachPull(o *outbound, ans *sdp.Description) error {
 	case p == nil:
 		f.tracks = nil
 		for _, m := range media {
-			t := &feedTrack{kind: m.Kind, clock: m.Codecs[0].ClockRate, outSSRC: randomSSRC()}
+			t := &feedTrack{kind: m.Kind, clock: m.Codecs[0].ClockRate, outSSRC: randomSSRC(), outPT: m.Codecs[0].PayloadType}
 			f.tracks = append(f.tracks, t)
 			infos = append(infos, forwarder.TrackInfo{Kind: m.Kind, Codec: m.Codecs[0], SSRC: t.outSSRC})
 		}
@@ -70,7 +80,7 @@ func (e *Engine) attachPull(o *outbound, ans *sdp.Description) error {
 			return err
 		}
 		f.stream = st
-		e.streams[f.name] = &published{stream: st, feed: f, since: time.Now()}
+		e.streams[f.name] = &published{stream: st, feed: f, pulled: true, since: time.Now()}
 		e.wg.Go(func() {
 			<-st.Done()
 			e.mu.Lock()
@@ -79,7 +89,7 @@ func (e *Engine) attachPull(o *outbound, ans *sdp.Description) error {
 			}
 			e.mu.Unlock()
 			if c := f.cur.Load(); c != nil {
-				c.Close(classify(forwarder.ErrPublisherStopped))
+				c.close(classify(forwarder.ErrPublisherStopped))
 			}
 		})
 	case p.feed != f:
@@ -93,15 +103,24 @@ func (e *Engine) attachPull(o *outbound, ans *sdp.Description) error {
 			}
 		}
 	}
-	f.cur.Store(o)
-	o.s.SetSink(&feedSink{f: f, o: o})
+	f.attach(o.src)
 	return nil
+}
+
+// attach makes src the session that feeds f, and asks for a keyframe at once for the players (under Engine.mu,
+// after f.tracks' payload types were set for src).
+func (f *feed) attach(src *source) {
+	old := f.cur.Swap(src)
+	src.s.SetSink(&feedSink{f: f, src: src})
+	if old != nil && old != src && f.stream != nil {
+		f.stream.RequestKeyframe()
+	}
 }
 
 // endPull ends the pulled stream unless a newer session took it over.
 func (e *Engine) endPull(o *outbound) {
 	f := o.pull
-	if c := f.cur.Load(); c != nil && c != o {
+	if c := f.cur.Load(); c != nil && c != o.src {
 		return
 	}
 	e.mu.Lock()
@@ -112,15 +131,15 @@ func (e *Engine) endPull(o *outbound) {
 	}
 }
 
-// detach forgets o as the feeding session.
-func (f *feed) detach(o *outbound) { f.cur.CompareAndSwap(o, nil) }
+// detach forgets src as the feeding session.
+func (f *feed) detach(src *source) { f.cur.CompareAndSwap(src, nil) }
 
 // WriteRTCP sends the forwarder's RTCP for the publisher (PLI/FIR, receiver reports) to the current remote,
 // with our stable SSRCs mapped back to the remote's.
 func (f *feed) WriteRTCP(plain []byte) error {
-	o := f.cur.Load()
-	if o == nil {
-		return errors.New("pull: no remote session attached")
+	src := f.cur.Load()
+	if src == nil {
+		return errors.New("feed: no session attached (publisher grace)")
 	}
 	pkts, err := rtcp.Unmarshal(plain)
 	if err != nil {
@@ -155,13 +174,13 @@ func (f *feed) WriteRTCP(plain []byte) error {
 	if err != nil {
 		return fmt.Errorf("pull rtcp: %w", err)
 	}
-	return o.s.WriteRTCP(out)
+	return src.s.WriteRTCP(out)
 }
 
 // feedSink takes one session's decrypted media and hands it to the stream with the feed's stable numbering.
 type feedSink struct {
-	f *feed
-	o *outbound
+	f   *feed
+	src *source
 }
 
 func (k *feedSink) track(pt uint8) *feedTrack {
@@ -175,7 +194,7 @@ func (k *feedSink) track(pt uint8) *feedTrack {
 
 // HandleRTP rewrites SSRC, sequence number and timestamp in place and forwards (socket reader goroutine).
 func (k *feedSink) HandleRTP(p *packet.Buffer) {
-	if k.f.cur.Load() != k.o {
+	if k.f.cur.Load() != k.src {
 		return
 	}
 	t := k.track(p.Header.PayloadType)
@@ -184,11 +203,12 @@ func (k *feedSink) HandleRTP(p *packet.Buffer) {
 		return
 	}
 	h := &p.Header
+	now := time.Now().UnixNano() // packet.Buffer.Arrival is per socket, and a takeover changes sockets
 	if h.SSRC != t.inSSRC.Load() {
 		// A new remote session: continue our numbering where the last one stopped.
 		if t.started {
 			t.seqOff = t.lastSeq + 1 - h.SequenceNumber
-			elapsed := time.Now().UnixNano() - t.lastWall
+			elapsed := max(now-t.lastWall, 0)
 			t.tsOff = t.lastTS + uint32(uint64(elapsed)*uint64(t.clock)/uint64(time.Second)) - h.Timestamp
 		}
 		t.inSSRC.Store(h.SSRC)
@@ -196,16 +216,20 @@ func (k *feedSink) HandleRTP(p *packet.Buffer) {
 	h.SequenceNumber += t.seqOff
 	h.Timestamp += t.tsOff
 	h.SSRC = t.outSSRC
+	if h.PayloadType != t.outPT {
+		h.PayloadType = t.outPT
+		b[1] = b[1]&0x80 | t.outPT
+	}
 	binary.BigEndian.PutUint16(b[2:4], h.SequenceNumber)
 	binary.BigEndian.PutUint32(b[4:8], h.Timestamp)
 	binary.BigEndian.PutUint32(b[8:12], h.SSRC)
-	t.lastSeq, t.lastTS, t.lastWall, t.started = h.SequenceNumber, h.Timestamp, time.Now().UnixNano(), true
+	t.lastSeq, t.lastTS, t.lastWall, t.started = h.SequenceNumber, h.Timestamp, now, true
 	k.f.stream.HandleRTP(p)
 }
 
 // HandleRTCP forwards the remote's sender reports with our SSRCs and timestamps; the rest ends here.
 func (k *feedSink) HandleRTCP(plain []byte) {
-	if k.f.cur.Load() != k.o {
+	if k.f.cur.Load() != k.src {
 		return
 	}
 	pkts, err := rtcp.Unmarshal(plain)

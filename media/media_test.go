@@ -76,6 +76,13 @@ func newEngine(t *testing.T, id string) *Engine {
 // publisher is a pion peer that publishes synthetic VP8 + Opus RTP to name, like a browser (no trickle).
 func publisher(t *testing.T, e *Engine, name string) (stop func()) {
 	t.Helper()
+	end := publisherFrom(t, e, name, 0)
+	return func() { end(errors.New("test publisher stop")) }
+}
+
+// publisherFrom is publisher with payload counters from first and the close cause the caller's.
+func publisherFrom(t *testing.T, e *Engine, name string, first int) (end func(cause error)) {
+	t.Helper()
 	pc, err := pionAPI(t).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +117,7 @@ func publisher(t *testing.T, e *Engine, name string) (stop func()) {
 	go func() {
 		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
-		for i := 0; ; i++ {
+		for i := first; ; i++ {
 			select {
 			case <-done:
 				return
@@ -126,9 +133,9 @@ func publisher(t *testing.T, e *Engine, name string) (stop func()) {
 			_ = audio.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(i), Timestamp: uint32(i * 480)}, Payload: []byte(fmt.Sprintf("AUDIO-%06d", i))})
 		}
 	}()
-	return func() {
+	return func(cause error) {
 		close(done)
-		ms.Close(errors.New("test publisher stop"))
+		ms.Close(cause)
 		_ = pc.Close()
 	}
 }

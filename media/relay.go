@@ -45,6 +45,7 @@ type outbound struct {
 	s      *session.Session
 	tracks []sdp.Track       // what we offered
 	pull   *feed             // nil for a push
+	src    *source           // this session as a feed's source (pull)
 	stream *forwarder.Stream // the local stream a push plays
 	player atomic.Pointer[forwarder.Player]
 
@@ -108,7 +109,7 @@ func (e *Engine) OfferPull(ctx context.Context, name string) (Outbound, string, 
 	e.mu.Unlock()
 	f := &feed{name: name}
 	switch {
-	case p != nil && p.feed == nil:
+	case p != nil && !p.pulled:
 		return nil, "", fmt.Errorf("pull %q: published by someone else: %w", name, ErrNameInUse)
 	case p != nil:
 		f = p.feed
@@ -125,8 +126,9 @@ func (e *Engine) OfferPull(ctx context.Context, name string) (Outbound, string, 
 		return nil, "", err
 	}
 	o := &outbound{e: e, s: s, tracks: tracks, pull: f}
+	o.src = &source{s: s, close: func(cause error) { o.Close(cause) }}
 	o.wait = e.newWait(func(cause error) {
-		o.pull.detach(o)
+		o.pull.detach(o.src)
 		s.Close(cause)
 		_ = sock.Close()
 	})
@@ -243,7 +245,7 @@ func (e *Engine) PulledStreams() []Pulled {
 	defer e.mu.Unlock()
 	var out []Pulled
 	for name, p := range e.streams {
-		if p.feed == nil {
+		if !p.pulled {
 			continue
 		}
 		pi := Pulled{Name: name, Since: p.since}
@@ -262,7 +264,7 @@ func (e *Engine) EndPulled(name string) bool {
 	e.mu.Lock()
 	p := e.streams[name]
 	e.mu.Unlock()
-	if p == nil || p.feed == nil {
+	if p == nil || !p.pulled {
 		return false
 	}
 	p.stream.Close()

@@ -45,6 +45,8 @@ type agent struct {
 	custom  json.RawMessage
 	localID string
 	log     *slog.Logger
+	origin  string                                    // AgentInfo.Origin
+	resolve func(ctx context.Context) (string, error) // nil: spec.URI is fixed
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -90,6 +92,7 @@ func (a *agent) info() AgentInfo {
 		Info:                a.infoText,
 		Reconnects:          a.reconnects,
 		Since:               a.since,
+		Origin:              a.origin,
 	}
 	if a.remoteID != "" {
 		r := a.remoteID
@@ -227,11 +230,30 @@ func (a *agent) attempt(localDone <-chan struct{}) (established bool, err error)
 	sctx, scancel := context.WithTimeoutCause(a.ctx, cfg.AttemptTimeout, errTimeout)
 	defer scancel()
 
+	if a.resolve != nil {
+		uri, err := a.resolve(sctx)
+		if err != nil {
+			return false, fmt.Errorf("look up the stream's origin: %w", err)
+		}
+		norm, err := checkURI(uri, cfg.AgentTLS, cfg.AllowHosts)
+		if err != nil {
+			return false, fmt.Errorf("origin %s: %w", uri, err)
+		}
+		a.update(func() {
+			if a.spec.URI != uri {
+				a.log.Info("relay follows its stream to another origin", "from", a.spec.URI, "to", uri)
+			}
+			a.spec.URI, a.norm = uri, norm
+		})
+	}
+	a.mu.Lock()
+	uri := a.spec.URI
+	a.mu.Unlock()
 	var tlsConf *tls.Config
-	if strings.HasPrefix(strings.ToLower(a.spec.URI), "wss:") {
+	if strings.HasPrefix(strings.ToLower(uri), "wss:") {
 		tlsConf = a.m.tls.Clone()
 	}
-	conn, err := cfg.Dial(sctx, a.spec.URI, tlsConf)
+	conn, err := cfg.Dial(sctx, uri, tlsConf)
 	if err != nil {
 		return false, fmt.Errorf("connect: %w", ctxCause(sctx, err))
 	}

@@ -121,7 +121,8 @@ type AgentInfo struct {
 	Bytes                uint64    `json:"bytes"`
 	Bitrate              float64   `json:"bitrate"`
 	RTTMs                float64   `json:"rttMs"`
-	Since                time.Time `json:"since"` // when the status last changed (RFC 3339)
+	Since                time.Time `json:"since"`            // when the status last changed (RFC 3339)
+	Origin               string    `json:"origin,omitempty"` // "directory": an on-demand edge pull; absent: REST
 }
 
 // Filter selects agents; empty fields match anything, set fields are ANDed. URI is compared normalized.
@@ -166,16 +167,22 @@ func NewManager(cfg Config) (*Manager, error) {
 // Push creates an agent that publishes local stream spec.LocalStreamName at spec.URI as
 // spec.RemoteStreamName. It returns once the agent exists; the agent connects asynchronously.
 func (m *Manager) Push(ctx context.Context, spec Spec) (AgentInfo, error) {
-	return m.start(spec, DirectionPush)
+	return m.start(spec, DirectionPush, nil)
 }
 
 // Pull creates an agent that plays spec.RemoteStreamName at spec.URI and publishes it here as
 // spec.LocalStreamName.
 func (m *Manager) Pull(ctx context.Context, spec Spec) (AgentInfo, error) {
-	return m.start(spec, DirectionPull)
+	return m.start(spec, DirectionPull, nil)
 }
 
-func (m *Manager) start(spec Spec, dir Direction) (AgentInfo, error) {
+// origin says who started an agent and how it finds its remote.
+type origin struct {
+	name    string                                    // "directory" for on-demand edge pulls; "" for REST
+	resolve func(ctx context.Context) (string, error) // looks the remote's uri up again before each attempt
+}
+
+func (m *Manager) start(spec Spec, dir Direction, org *origin) (AgentInfo, error) {
 	if spec.LocalStreamName == "" || spec.RemoteStreamName == "" {
 		return AgentInfo{}, fmt.Errorf("%w: localStreamName and remoteStreamName are required", ErrBadRequest)
 	}
@@ -210,8 +217,10 @@ func (m *Manager) start(spec Spec, dir Direction) (AgentInfo, error) {
 	}
 	for _, id := range m.order {
 		o := m.agents[id]
+		o.mu.Lock() // a resolving agent's uri changes under its lock
 		same := o.dir == dir && o.norm == norm && o.spec.LocalStreamName == spec.LocalStreamName &&
 			o.spec.RemoteStreamName == spec.RemoteStreamName
+		o.mu.Unlock()
 		localClash := dir == DirectionPull && o.dir == DirectionPull && o.spec.LocalStreamName == spec.LocalStreamName
 		if !same && !localClash {
 			continue
@@ -229,6 +238,9 @@ func (m *Manager) start(spec Spec, dir Direction) (AgentInfo, error) {
 		return AgentInfo{}, fmt.Errorf("%w: stream %q is already published here", ErrConflict, spec.LocalStreamName)
 	}
 	a := newAgent(m, spec, dir, norm, signaling.PathCustom(path))
+	if org != nil {
+		a.origin, a.resolve = org.name, org.resolve
+	}
 	m.agents[a.localID] = a
 	m.order = append(m.order, a.localID)
 	ai := a.info() // NEW, before the goroutine can move it on

@@ -91,7 +91,9 @@ const (
 
 // Causes that signaling itself ends streams with.
 var (
-	ErrSessionDisconnect = errors.New("signaling: the WebSocket session ended")
+	// ErrSessionDisconnect wraps media.ErrInterrupted: a publisher whose WebSocket dropped keeps its stream for
+	// the publisher grace (the same client, or relay, may come back and take it over).
+	ErrSessionDisconnect = fmt.Errorf("signaling: the WebSocket session ended: %w", media.ErrInterrupted)
 	ErrStoppedByUser     = errors.New("signaling: stopped by the client")
 	ErrShutdown          = errors.New("signaling: server shutdown")
 	ErrRESTTerminate     = errors.New("signaling: terminated by REST")

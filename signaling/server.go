@@ -28,6 +28,16 @@ type ServerConfig struct {
 	// ServerID, when set, is sent as "serverId" in getUserData (an addition the Web SDK ignores), so that relay
 	// agents can tell which server they reached and refuse relay loops before they start.
 	ServerID string
+	// Edge, when set, is asked before every playStream: it may start an on-demand pull of a stream that another
+	// server of the cluster publishes (relay.Edge) and wait until it flows here.
+	Edge Edge
+}
+
+// Edge makes remote streams playable here on demand (relay.Edge implements it). Acquire returns at once for a
+// local stream; for a name that no server publishes it returns an error, after which the play goes on and fails
+// with "Stream not found". release is called once when the player ends.
+type Edge interface {
+	Acquire(ctx context.Context, name string, path []string) (release func(), err error)
 }
 
 func (c *ServerConfig) defaults() {

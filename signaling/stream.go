@@ -25,7 +25,8 @@ type stream struct {
 	cancel context.CancelCauseFunc
 
 	media      media.Session
-	answered   bool // setRemoteSDP sent
+	release    func() // gives back what Edge.Acquire took for a player (nil: nothing)
+	answered   bool   // setRemoteSDP sent
 	ended      bool
 	status     string
 	info       string
@@ -149,6 +150,32 @@ func (st *stream) run() {
 		answer string
 		err    error
 	)
+	if !st.publish && s.cfg.Edge != nil {
+		release, aerr := s.cfg.Edge.Acquire(st.ctx, st.name, ParsePath(st.custom))
+		switch {
+		case aerr == nil:
+			s.mu.Lock()
+			if st.ended {
+				s.mu.Unlock()
+				release()
+				return
+			}
+			st.release = release
+			s.mu.Unlock()
+		case errors.Is(aerr, media.ErrNotFound):
+			log.Debug("not in the cluster", "err", aerr) // the play below says "Stream not found"
+		default:
+			var cl closers
+			s.mu.Lock()
+			if !st.ended {
+				log.Info("edge pull refused", "err", aerr)
+				s.endLocked(st, StatusFailed, InfoFor(aerr), aerr, true, &cl)
+			}
+			s.mu.Unlock()
+			cl.run()
+			return
+		}
+	}
 	if st.publish {
 		ms, answer, err = s.cfg.Engine.Publish(st.ctx, media.PublishRequest{Name: st.name, MediaSessionID: st.id, SDP: st.sdp, Path: ParsePath(st.custom)})
 	} else {
@@ -252,7 +279,10 @@ func (st *stream) run() {
 
 // endLocked ends st once: status sent (if notify), media closed after the
 // lock (via cl), and, for the publisher owning the name, its players end with
-// FAILED "Stopped by publisher stop".
+// FAILED "Stopped by publisher stop" — unless the publisher was only
+// interrupted (media.Interrupted: WebSocket or transport lost), when the media
+// engine keeps the stream for its publisher grace and ends the players itself
+// if nobody takes the stream over.
 func (s *Server) endLocked(st *stream, status, info string, cause error, notify bool, cl *closers) {
 	if st.ended {
 		return
@@ -267,6 +297,10 @@ func (s *Server) endLocked(st *stream, status, info string, cause error, notify 
 	if ms := st.media; ms != nil {
 		cl.add(func() { ms.Close(cause) })
 	}
+	if r := st.release; r != nil {
+		st.release = nil
+		cl.add(r)
+	}
 	if !st.publish {
 		if set := s.players[st.name]; set != nil {
 			delete(set, st)
@@ -280,6 +314,9 @@ func (s *Server) endLocked(st *stream, status, info string, cause error, notify 
 		return
 	}
 	delete(s.publishers, st.name)
+	if media.Interrupted(cause) {
+		return
+	}
 	for p := range s.players[st.name] {
 		s.endLocked(p, StatusFailed, InfoPublisherStop, media.ErrPublisherStopped, true, cl)
 	}

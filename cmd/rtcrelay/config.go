@@ -49,6 +49,7 @@ type Config struct {
 	AgentInsecure  bool
 	RelayAllow     []string
 	RelayFailedTTL time.Duration
+	PublisherGrace time.Duration
 	RelayNoMedia   time.Duration
 	RESTToken      string
 
@@ -101,6 +102,7 @@ func (c *Config) flagSet() *flag.FlagSet {
 		return nil
 	})
 	fs.DurationVar(&c.RelayFailedTTL, "relay-failed-ttl", 60*time.Second, "how long failed relay agents stay listed")
+	fs.DurationVar(&c.PublisherGrace, "publisher-grace", 5*time.Second, "how long a stream whose publisher was lost (transport or WebSocket) stays published for a takeover by the same client or relay (0: none)")
 	fs.DurationVar(&c.RelayNoMedia, "relay-no-media-timeout", 5*time.Second, "an established relay without RTP for this long reconnects")
 	fs.StringVar(&c.RESTToken, "rest-token", "", "bearer token required by the REST API (default: none)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")

@@ -96,8 +96,9 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 			ReadBuffer:   1 << 20,
 			WriteBuffer:  1 << 20,
 		},
-		ServerID: serverID,
-		Logger:   log.With("component", "media"),
+		ServerID:       serverID,
+		PublisherGrace: cfg.PublisherGrace,
+		Logger:         log.With("component", "media"),
 	})
 	sig := signaling.NewServer(signaling.ServerConfig{
 		Engine:         engine,
