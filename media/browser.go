@@ -97,6 +97,7 @@ func (e *Engine) publishFeed(name string, infos []forwarder.TrackInfo, path []st
 	f.stream = st
 	e.streams[name] = &published{stream: st, feed: f, path: slices.Clone(path), since: time.Now()}
 	f.attach(src)
+	e.notify(StreamEvent{Name: name, Published: true, Path: slices.Clone(path)})
 	e.wg.Go(func() {
 		<-st.Done()
 		e.mu.Lock()
@@ -107,6 +108,7 @@ func (e *Engine) publishFeed(name string, infos []forwarder.TrackInfo, path []st
 			delete(e.streams, name)
 		}
 		e.mu.Unlock()
+		e.notify(StreamEvent{Name: name, Path: slices.Clone(path)})
 	})
 	return f, false, nil
 }

@@ -41,7 +41,11 @@ type Config struct {
 	// PublisherGrace is how long a stream stays published after its publisher was Interrupted (transport
 	// lost, WebSocket gone), waiting for a takeover; 0 ends it at once.
 	PublisherGrace time.Duration
-	Logger         *slog.Logger
+	// OnStream, when set, is told when a stream is published here and when it ended (not for takeovers within
+	// the grace). It may run under the engine's lock: it must neither block nor call the engine (the
+	// cluster directory just queues the change).
+	OnStream func(StreamEvent)
+	Logger   *slog.Logger
 }
 
 // Engine owns the stream registry and creates media sessions.
@@ -168,6 +172,20 @@ func (e *Engine) newWait(onClose func(error)) *wait {
 		w.Close(ErrClosed)
 	}
 	return w
+}
+
+// StreamEvent says that a stream was published here or ended.
+type StreamEvent struct {
+	Name      string
+	Published bool     // false: it ended
+	Pulled    bool     // fed by a pull relay (an edge's copy), not by a publisher here
+	Path      []string // the relay path it came through (nil: a browser publishes it here)
+}
+
+func (e *Engine) notify(ev StreamEvent) {
+	if e.cfg.OnStream != nil {
+		e.cfg.OnStream(ev)
+	}
 }
 
 // Stats are the engine's counters.

@@ -81,6 +81,7 @@ func (e *Engine) attachPull(o *outbound, ans *sdp.Description) error {
 		}
 		f.stream = st
 		e.streams[f.name] = &published{stream: st, feed: f, pulled: true, since: time.Now()}
+		e.notify(StreamEvent{Name: f.name, Published: true, Pulled: true})
 		e.wg.Go(func() {
 			<-st.Done()
 			e.mu.Lock()
@@ -88,6 +89,7 @@ func (e *Engine) attachPull(o *outbound, ans *sdp.Description) error {
 				delete(e.streams, f.name)
 			}
 			e.mu.Unlock()
+			e.notify(StreamEvent{Name: f.name, Pulled: true})
 			if c := f.cur.Load(); c != nil {
 				c.close(classify(forwarder.ErrPublisherStopped))
 			}

@@ -51,6 +51,12 @@ type Config struct {
 	RelayFailedTTL time.Duration
 	PublisherGrace time.Duration
 	RelayNoMedia   time.Duration
+	RelayRetryMax  time.Duration
+	Directory      string
+	DirectoryURI   string
+	DirectoryTTL   time.Duration
+	EdgeIdle       time.Duration
+	EdgeMaxHops    int
 	RESTToken      string
 
 	LogLevel  string
@@ -104,6 +110,12 @@ func (c *Config) flagSet() *flag.FlagSet {
 	fs.DurationVar(&c.RelayFailedTTL, "relay-failed-ttl", 60*time.Second, "how long failed relay agents stay listed")
 	fs.DurationVar(&c.PublisherGrace, "publisher-grace", 5*time.Second, "how long a stream whose publisher was lost (transport or WebSocket) stays published for a takeover by the same client or relay (0: none)")
 	fs.DurationVar(&c.RelayNoMedia, "relay-no-media-timeout", 5*time.Second, "an established relay without RTP for this long reconnects")
+	fs.DurationVar(&c.RelayRetryMax, "relay-retry-max", 500*time.Millisecond, "the longest wait between two attempts of a relay agent")
+	fs.StringVar(&c.Directory, "directory", "", "the cluster's stream directory: redis://host:6379/0 (default: in-process, a single server)")
+	fs.StringVar(&c.DirectoryURI, "directory-uri", "", "the signaling URI other servers reach this one at, published in the directory (default: ws://<ip>:<ws-port>)")
+	fs.DurationVar(&c.DirectoryTTL, "directory-ttl", 6*time.Second, "how long a directory entry outlives its server (refreshed every third of it)")
+	fs.DurationVar(&c.EdgeIdle, "edge-idle-timeout", 30*time.Second, "an on-demand edge pull with no players ends after this")
+	fs.IntVar(&c.EdgeMaxHops, "edge-max-hops", 4, "the longest relay path an on-demand edge pull may extend")
 	fs.StringVar(&c.RESTToken, "rest-token", "", "bearer token required by the REST API (default: none)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")

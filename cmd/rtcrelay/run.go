@@ -131,6 +131,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		RootCAs:        roots,
 		AttemptTimeout: cfg.ICETimeout + cfg.DTLSTimeout,
 		NoMediaTimeout: cfg.RelayNoMedia,
+		RetryMax:       cfg.RelayRetryMax,
 		FailedTTL:      cfg.RelayFailedTTL,
 		Logger:         log.With("component", "relay"),
 	})
