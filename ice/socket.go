@@ -383,13 +383,3 @@ func (s *Socket) setBindingLocked(from netip.AddrPort, bd *binding) {
 	}
 	s.bindings.Store(&m)
 }
-
-// SyscallConn gives raw access to the socket for tools that read it in their own way (benchmark ceilings, the
-// load tool's batched readers). Reading it while Serve runs splits the datagrams between the two readers.
-func (s *Socket) SyscallConn() (syscall.RawConn, error) { return s.conn.SyscallConn() }
-
-// Dispatch routes one datagram that was read outside Serve exactly as Serve routes it (filter, RFC 7983 demux,
-// sessions). p is lent for the call: a handler that keeps it has retained it.
-func (s *Socket) Dispatch(p *packet.Buffer, from netip.AddrPort) {
-	s.dispatch(p, netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
-}

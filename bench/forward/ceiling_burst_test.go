@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rtcrelay/rtcrelay/ice"
+	"github.com/rtcrelay/rtcrelay/internal/benchhooks"
 	"github.com/rtcrelay/rtcrelay/srtp"
 )
 
@@ -123,7 +124,7 @@ func runBurstCeiling(b *testing.B, subs int, noGSO bool) {
 		c.encs = append(c.encs, enc)
 		c.to = append(c.to, rxs[i%len(rxs)].addr())
 	}
-	if c.raw, err = sock.SyscallConn(); err != nil {
+	if c.raw, err = benchhooks.SyscallConn(sock); err != nil {
 		b.Fatal(err)
 	}
 	asServer(func(context.Context) { go c.run() }) // ends when the socket closes (cleanup)

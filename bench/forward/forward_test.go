@@ -11,6 +11,7 @@ import (
 
 	"github.com/rtcrelay/rtcrelay/forwarder"
 	"github.com/rtcrelay/rtcrelay/ice"
+	"github.com/rtcrelay/rtcrelay/internal/benchhooks"
 	"github.com/rtcrelay/rtcrelay/packet"
 	"github.com/rtcrelay/rtcrelay/sdp"
 	"github.com/rtcrelay/rtcrelay/session"
@@ -59,7 +60,7 @@ func runForwarder(b *testing.B, subs, batch int, noGSO bool) {
 		go func() { _ = sock.Serve(ctx) }()
 		sk, ss := key(1000)
 		pk, ps := key(0)
-		ps0, err := session.NewKeyed(cfg, pub.conn.LocalAddr().(interface{ AddrPort() netip.AddrPort }).AddrPort(),
+		ps0, err := benchhooks.NewKeyed(cfg, pub.conn.LocalAddr().(interface{ AddrPort() netip.AddrPort }).AddrPort(),
 			srtpProfile, sk, ss, pk, ps)
 		if err != nil {
 			b.Fatal(err)
@@ -73,7 +74,7 @@ func runForwarder(b *testing.B, subs, batch int, noGSO bool) {
 		ps0.SetSink(st)
 		for i := range subs {
 			k, s := key(i + 1)
-			sub, err := session.NewKeyed(cfg, rxs[i%len(rxs)].addr(), srtpProfile, k, s, k, s)
+			sub, err := benchhooks.NewKeyed(cfg, rxs[i%len(rxs)].addr(), srtpProfile, k, s, k, s)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -183,7 +184,7 @@ func runCeiling(b *testing.B, subs int, batched bool) {
 		c.encs = append(c.encs, enc)
 		c.to = append(c.to, rxs[i%len(rxs)].addr())
 	}
-	a, err := sock.NewFixedAgent(pub.conn.LocalAddr().(interface{ AddrPort() netip.AddrPort }).AddrPort(), c)
+	a, err := benchhooks.FixedAgent(sock, pub.conn.LocalAddr().(interface{ AddrPort() netip.AddrPort }).AddrPort(), c)
 	if err != nil {
 		b.Fatal(err)
 	}
