@@ -1,8 +1,6 @@
 package forwarder
 
 import (
-	"github.com/rtcrelay/rtcrelay/internal/hooks"
-
 	"cmp"
 	"fmt"
 	"log/slog"
@@ -16,10 +14,9 @@ const shardCount = 16 // a power of two
 // Registry maps stream names to published streams. It is sharded by name: each shard is a mutex and a map,
 // used only on the control path.
 type Registry struct {
-	log       *slog.Logger
-	epoch     time.Time
-	directMax int // streams with at most this many players write directly from the reader (Stream.direct)
-	shards    [shardCount]shard
+	log    *slog.Logger
+	epoch  time.Time
+	shards [shardCount]shard
 }
 
 type shard struct {
@@ -27,20 +24,12 @@ type shard struct {
 	m  map[string]*Stream
 }
 
-// directWriteMax is the largest number of players of a stream for which the publisher's reader encrypts and
-// sends itself while the writer is parked (see bench/README.md section 1 for the measurements behind it).
-const directWriteMax = 0
-
-func init() {
-	hooks.SetDirectWrite = func(reg any, maxPlayers int) { reg.(*Registry).directMax = maxPlayers }
-}
-
 // NewRegistry returns an empty registry; log may be nil.
 func NewRegistry(log *slog.Logger) *Registry {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &Registry{log: log.With("component", "forwarder"), epoch: time.Now(), directMax: directWriteMax}
+	r := &Registry{log: log.With("component", "forwarder"), epoch: time.Now()}
 	for i := range r.shards {
 		r.shards[i].m = make(map[string]*Stream)
 	}

@@ -54,14 +54,6 @@ type Stream struct {
 	mu      sync.Mutex // control path: players, writers and the snapshots
 	players []*Player
 	writers []*writer
-	// direct: at most Registry.directMax players, so the reader encrypts and sends to them itself while their
-	// writer is parked, instead of waking it (set under mu).
-	direct atomic.Bool
-	// Reader goroutine only: batchEnds once the reader has called EndReadBatch (the sends it makes itself are
-	// then flushed at the end of each read, so that a read's packets to one player leave as one GSO message),
-	// and the writers it has sent for since.
-	batchEnds bool
-	dirty     []*writer
 
 	lastKeyframeReq atomic.Int64 // mono time of the last PLI/FIR sent, 0 = never
 	firSeq          atomic.Uint32
@@ -170,28 +162,13 @@ func (st *Stream) HandleRTP(p *packet.Buffer) {
 		return
 	}
 	e := entry{p: p, track: t.idx, keyframe: keyframe}
-	direct := st.direct.Load()
 	for _, w := range *fan {
 		p.Retain()
-		if !w.enqueue(e, direct) {
+		if !w.enqueue(e) {
 			p.Release()
 			st.dropped(w, t.idx)
 		}
 	}
-}
-
-// EndReadBatch is called by the publisher's reader (through its session) after the last packet of one socket
-// read: it flushes what the reader sent directly during that read.
-func (st *Stream) EndReadBatch() {
-	st.batchEnds = true
-	for i, w := range st.dirty {
-		w.work.Lock()
-		w.flush()
-		w.work.Unlock()
-		w.dirty = false
-		st.dirty[i] = nil
-	}
-	st.dirty = st.dirty[:0]
 }
 
 // dropped counts a packet a writer's queue had no room for, for each of its players of the track.
@@ -229,7 +206,7 @@ func (st *Stream) serveNACKs() {
 			continue
 		}
 		p.Retain()
-		if !dt.p.w.enqueue(entry{p: p, dt: dt, track: dt.t.idx}, st.direct.Load()) {
+		if !dt.p.w.enqueue(entry{p: p, dt: dt, track: dt.t.idx}) {
 			p.Release()
 			dt.p.stats.drops.Add(1)
 			continue
@@ -447,7 +424,6 @@ func (st *Stream) Subscribe(out Downstream, tracks []sdp.Track) (*Player, error)
 		}
 	}
 	st.players = append(st.players, p)
-	st.direct.Store(len(st.players) <= st.reg.directMax)
 	st.mu.Unlock()
 	for _, t := range video {
 		st.requestKeyframe(t)
@@ -489,7 +465,6 @@ func (st *Stream) removePlayer(p *Player) {
 		return
 	}
 	st.players = slices.Delete(st.players, i, i+1)
-	st.direct.Store(len(st.players) <= st.reg.directMax)
 	p.w.nplayers--
 	for _, dt := range p.dts {
 		t := dt.t

@@ -1,7 +1,6 @@
 package forwarder
 
 import (
-	"sync"
 	"sync/atomic"
 
 	"github.com/rtcrelay/rtcrelay/packet"
@@ -10,12 +9,8 @@ import (
 // A writer goroutine sends to a group of players. It owns their sequence state and the encrypt contexts behind
 // their Downstream.WriteRTPBatch, and one batch per Sender its players send on.
 type writer struct {
-	st *Stream
-	q  queue
-	// run serializes the work on the queue and the players' state (burst, flush, drain) between the writer
-	// goroutine and the publisher's reader, which does it itself when the stream writes directly (Stream.direct)
-	// and the writer is parked.
-	work  sync.Mutex
+	st    *Stream
+	q     queue
 	sleep atomic.Bool   // the goroutine is (about to be) parked; the producer must wake it
 	wake  chan struct{} // capacity 1
 	ctrl  chan chan struct{}
@@ -27,7 +22,6 @@ type writer struct {
 	dts [maxTracks]atomic.Pointer[[]*downTrack]
 
 	nplayers int // under the stream's mutex
-	dirty    bool // the reader sent for this writer and flushes at the end of its read (reader goroutine only)
 
 	// Counters, written by this goroutine (and drops by the reader); summed into the stream's stats.
 	packetsOut atomic.Uint64
@@ -51,23 +45,10 @@ func newWriter(st *Stream) *writer {
 }
 
 // enqueue is called by the producer (the publisher's reader) with a reference it hands over; false means the
-// queue was full and the reference is still the caller's. With direct, a parked writer is not woken: the reader
-// sends the queue itself (burst and flush), unless the writer goroutine holds the work lock.
-func (w *writer) enqueue(e entry, direct bool) bool {
+// queue was full and the reference is still the caller's.
+func (w *writer) enqueue(e entry) bool {
 	if !w.q.push(e) {
 		return false
-	}
-	if direct && w.sleep.Load() && w.work.TryLock() {
-		for w.burst() > 0 {
-		}
-		if st := w.st; !st.batchEnds {
-			w.flush()
-		} else if !w.dirty {
-			w.dirty = true
-			st.dirty = append(st.dirty, w)
-		}
-		w.work.Unlock()
-		return true
 	}
 	if w.sleep.Load() {
 		select {
@@ -106,26 +87,20 @@ type pending struct {
 func (w *writer) run() {
 	defer close(w.done)
 	for {
-		w.work.Lock()
-		more := w.burst() > 0 && w.q.len() > 0
-		if !more {
-			w.flush()
-		}
-		w.work.Unlock()
-		if more {
+		if w.burst() > 0 && w.q.len() > 0 {
 			select {
 			case ack := <-w.ctrl:
-				w.work.Lock()
 				w.flush()
-				w.work.Unlock()
 				close(ack)
 			case <-w.quit:
-				w.stop()
+				w.flush()
+				w.drain()
 				return
 			default:
 			}
 			continue
 		}
+		w.flush()
 		w.sleep.Store(true)
 		if w.q.len() > 0 {
 			w.sleep.Store(false)
@@ -134,24 +109,14 @@ func (w *writer) run() {
 		select {
 		case <-w.wake:
 		case ack := <-w.ctrl:
-			w.work.Lock() // the reader may be sending for this writer (direct)
-			w.work.Unlock()
 			close(ack)
 		case <-w.quit:
 			w.sleep.Store(false)
-			w.stop()
+			w.drain()
 			return
 		}
 		w.sleep.Store(false)
 	}
-}
-
-// stop flushes and releases what is left in the queue; the producer has stopped.
-func (w *writer) stop() {
-	w.work.Lock()
-	defer w.work.Unlock()
-	w.flush()
-	w.drain()
 }
 
 // flush sends what the writer's batches hold.

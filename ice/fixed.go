@@ -17,9 +17,7 @@ func init() {
 	}
 	hooks.SyscallConn = func(sock any) (syscall.RawConn, error) { return sock.(*Socket).conn.SyscallConn() }
 	hooks.Dispatch = func(sock any, p *packet.Buffer, from netip.AddrPort) {
-		if e, ok := sock.(*Socket).dispatch(p, netip.AddrPortFrom(from.Addr().Unmap(), from.Port())).(ReadBatchEnder); ok {
-			e.EndReadBatch()
-		}
+		sock.(*Socket).dispatch(p, netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
 	}
 }
 

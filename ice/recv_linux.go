@@ -23,13 +23,12 @@ type recvBatch struct {
 	names []unix.RawSockaddrInet6
 	got   int
 	errno error
-	ends  []ReadBatchEnder // endpoints of this read that want EndReadBatch
 	fn    func(fd uintptr) bool
 }
 
 func newRecvBatch(s *Socket, n int) *recvBatch {
 	r := &recvBatch{s: s, bufs: make([]*packet.Buffer, n), msgs: make([]unix.Mmsghdr, n),
-		iovs: make([]unix.Iovec, n), names: make([]unix.RawSockaddrInet6, n), ends: make([]ReadBatchEnder, 0, 8)}
+		iovs: make([]unix.Iovec, n), names: make([]unix.RawSockaddrInet6, n)}
 	for i := range n {
 		r.bufs[i] = packet.Get()
 		r.arm(i)
@@ -127,9 +126,7 @@ func (s *Socket) serveBatched(ctx context.Context) (bool, error) {
 			} else {
 				p.SetLen(int(r.msgs[i].Len))
 				p.Arrival = arrival
-				if e, ok := s.dispatch(p, from).(ReadBatchEnder); ok {
-					r.ended(e)
-				}
+				s.dispatch(p, from)
 			}
 			// A handler that kept the datagram owns it now; the slot gets a fresh buffer.
 			if p.Refs() != 1 {
@@ -140,27 +137,5 @@ func (s *Socket) serveBatched(ctx context.Context) (bool, error) {
 				r.msgs[i].Hdr.Namelen = unix.SizeofSockaddrInet6
 			}
 		}
-		r.endAll()
 	}
-}
-
-// ended notes that e got a datagram of this read.
-func (r *recvBatch) ended(e ReadBatchEnder) {
-	for _, x := range r.ends {
-		if x == e {
-			return
-		}
-	}
-	if len(r.ends) == cap(r.ends) {
-		r.endAll()
-	}
-	r.ends = append(r.ends, e)
-}
-
-func (r *recvBatch) endAll() {
-	for i, e := range r.ends {
-		e.EndReadBatch()
-		r.ends[i] = nil
-	}
-	r.ends = r.ends[:0]
 }

@@ -57,13 +57,6 @@ type Endpoint interface {
 	HandleSRTCP(p *packet.Buffer, from netip.AddrPort) // p lent for the call: Retain to keep
 }
 
-// ReadBatchEnder is an Endpoint that wants to know when the reader has handed it the last SRTP datagram of one
-// read (a recvmmsg batch, or a single datagram): it may defer work until then (the forwarder flushes the sends
-// its reader made directly). Called on the reader goroutine.
-type ReadBatchEnder interface {
-	EndReadBatch()
-}
-
 // SocketStats are the socket's counters since Listen.
 type SocketStats struct {
 	Datagrams, Bytes        uint64 // read from the socket
@@ -252,9 +245,7 @@ func (s *Socket) serveSingle(ctx context.Context) error {
 		}
 		p.SetLen(n)
 		p.Arrival = int64(time.Since(s.epoch))
-		if e, ok := s.dispatch(p, netip.AddrPortFrom(from.Addr().Unmap(), from.Port())).(ReadBatchEnder); ok {
-			e.EndReadBatch()
-		}
+		s.dispatch(p, netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
 		// A handler that kept the datagram owns it now; read the next one into a fresh buffer.
 		if p.Refs() != 1 {
 			p.Release()
@@ -263,19 +254,18 @@ func (s *Socket) serveSingle(ctx context.Context) error {
 	}
 }
 
-// dispatch classifies one datagram (RFC 7983 / 9443) and routes it. p is lent to handlers for the call. It
-// returns the endpoint an SRTP datagram went to, else nil.
-func (s *Socket) dispatch(p *packet.Buffer, from netip.AddrPort) Endpoint {
+// dispatch classifies one datagram (RFC 7983 / 9443) and routes it. p is lent to handlers for the call.
+func (s *Socket) dispatch(p *packet.Buffer, from netip.AddrPort) {
 	b := p.Bytes()
 	s.c.datagrams.Add(1)
 	s.c.bytes.Add(uint64(len(b)))
 	if s.accept != nil && !s.accept(from.Addr()) {
 		s.drop(&s.c.filtered, "filtered", from)
-		return nil
+		return
 	}
 	if len(b) == 0 {
 		s.drop(&s.c.unknown, "unknown", from)
-		return nil
+		return
 	}
 	switch c := b[0]; {
 	case c <= 3:
@@ -284,7 +274,7 @@ func (s *Socket) dispatch(p *packet.Buffer, from netip.AddrPort) Endpoint {
 		bd := (*s.bindings.Load())[from]
 		if bd == nil {
 			s.drop(&s.c.unbound, "unbound", from)
-			return nil
+			return
 		}
 		s.c.dtls.Add(1)
 		bd.ep.HandleDTLS(b, from)
@@ -292,20 +282,18 @@ func (s *Socket) dispatch(p *packet.Buffer, from netip.AddrPort) Endpoint {
 		bd := (*s.bindings.Load())[from]
 		if bd == nil {
 			s.drop(&s.c.unbound, "unbound", from)
-			return nil
+			return
 		}
 		if len(b) > 1 && b[1] >= 192 && b[1] <= 223 {
 			s.c.srtcp.Add(1)
 			bd.ep.HandleSRTCP(p, from)
-			return nil
+			return
 		}
 		s.c.srtp.Add(1)
 		bd.ep.HandleSRTP(p, from)
-		return bd.ep
 	default:
 		s.drop(&s.c.unknown, "unknown", from)
 	}
-	return nil
 }
 
 // routeSTUN finds the agent a STUN datagram belongs to: requests by the local ufrag in USERNAME, responses by

@@ -334,16 +334,6 @@ func (s *Session) HandleSRTP(p *packet.Buffer, _ netip.AddrPort) {
 	}
 }
 
-// EndReadBatch tells a sink that wants it (the forwarder's stream) that the socket reader has handed over the
-// last packet of one read.
-func (s *Session) EndReadBatch() {
-	if b := s.sink.Load(); b != nil {
-		if e, ok := b.k.(ice.ReadBatchEnder); ok {
-			e.EndReadBatch()
-		}
-	}
-}
-
 // HandleSRTCP decrypts p in place (socket reader goroutine) and hands the compound RTCP to the sink.
 func (s *Session) HandleSRTCP(p *packet.Buffer, _ netip.AddrPort) {
 	k := s.keys.Load()

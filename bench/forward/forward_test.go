@@ -48,10 +48,7 @@ func listen(b *testing.B, batch int, noGSO bool) *ice.Socket {
 // runForwarder measures the product path: the socket's reader decrypts in the publisher's session, the stream
 // stores and fans out, writers rewrite, encrypt in the players' sessions and send (batch 0 and noGSO false are
 // the socket's defaults).
-func runForwarder(b *testing.B, subs, batch int, noGSO bool) { runForwarderWith(b, subs, batch, noGSO, -1) }
-
-// runForwarderWith is runForwarder with the stream's direct-write threshold set (-1: the default).
-func runForwarderWith(b *testing.B, subs, batch int, noGSO bool, direct int) {
+func runForwarder(b *testing.B, subs, batch int, noGSO bool) {
 	fl := newFlow(subs)
 	rxs := receivers(b, subs, fl)
 	sock := listen(b, batch, noGSO)
@@ -69,11 +66,7 @@ func runForwarderWith(b *testing.B, subs, batch int, noGSO bool, direct int) {
 			b.Fatal(err)
 		}
 		sessions = append(sessions, ps0)
-		reg := forwarder.NewRegistry(nil)
-		if direct >= 0 {
-			benchhooks.SetDirectWrite(reg, direct)
-		}
-		st, err = reg.Publish("bench",
+		st, err = forwarder.NewRegistry(nil).Publish("bench",
 			[]forwarder.TrackInfo{{Kind: sdp.KindVideo, Codec: vp8, Extensions: exts, SSRC: pubSSRC}}, ps0)
 		if err != nil {
 			b.Fatal(err)
@@ -119,18 +112,6 @@ func BenchmarkForwardSend(b *testing.B) {
 			b.Run("sendto", func(b *testing.B) { runForwarder(b, n, 1, true) })
 			b.Run("sendmmsg", func(b *testing.B) { runForwarder(b, n, ice.DefaultSendBatch, true) })
 			b.Run("gso", func(b *testing.B) { runForwarder(b, n, ice.DefaultSendBatch, false) })
-		})
-	}
-}
-
-// BenchmarkForwardDirect compares, at small fan-outs, the publisher's reader handing every packet to the
-// writer goroutines (handoff) with the reader encrypting and sending itself while the writer is parked
-// (direct).
-func BenchmarkForwardDirect(b *testing.B) {
-	for _, n := range []int{1, 10, 100} {
-		b.Run(subName(n), func(b *testing.B) {
-			b.Run("handoff", func(b *testing.B) { runForwarderWith(b, n, 0, false, 0) })
-			b.Run("direct", func(b *testing.B) { runForwarderWith(b, n, 0, false, n) })
 		})
 	}
 }

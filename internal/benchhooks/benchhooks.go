@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"syscall"
 
-	"github.com/rtcrelay/rtcrelay/forwarder"
 	"github.com/rtcrelay/rtcrelay/ice"
 	"github.com/rtcrelay/rtcrelay/internal/hooks"
 	"github.com/rtcrelay/rtcrelay/packet"
@@ -44,7 +43,3 @@ func SyscallConn(sock *ice.Socket) (syscall.RawConn, error) { return hooks.Sysca
 // Dispatch routes one datagram that was read outside Serve exactly as Serve routes it (filter, RFC 7983 demux,
 // sessions). p is lent for the call: a handler that keeps it has retained it.
 func Dispatch(sock *ice.Socket, p *packet.Buffer, from netip.AddrPort) { hooks.Dispatch(sock, p, from) }
-
-// SetDirectWrite sets the largest player count of reg's streams for which the publisher's reader encrypts and
-// sends itself (0: always hand off to the writer goroutines). Call it before publishing.
-func SetDirectWrite(reg *forwarder.Registry, maxPlayers int) { hooks.SetDirectWrite(reg, maxPlayers) }

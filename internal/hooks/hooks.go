@@ -19,9 +19,6 @@ var (
 	SyscallConn func(sock any) (syscall.RawConn, error)
 	// Dispatch routes one datagram read outside Serve as Serve would; sock is an *ice.Socket.
 	Dispatch func(sock any, p *packet.Buffer, from netip.AddrPort)
-	// SetDirectWrite sets how many players a stream of the *forwarder.Registry may have for its publisher's
-	// reader to send to them itself (before any stream is published).
-	SetDirectWrite func(reg any, maxPlayers int)
 	// NewKeyed is session's newKeyed: cfg is a session.Config, the result a *session.Session.
 	NewKeyed func(cfg any, remote netip.AddrPort, profile uint16, localKey, localSalt, remoteKey, remoteSalt []byte) (any, error)
 )
