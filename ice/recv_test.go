@@ -3,6 +3,7 @@ package ice
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -91,7 +92,7 @@ func TestServeRead(t *testing.T) {
 				t.Fatalf("got %d of %d datagrams", k.n, total)
 			}
 			cancel()
-			if err := <-done; err != context.Canceled {
+			if err := <-done; !errors.Is(err, context.Canceled) {
 				t.Fatalf("Serve: %v, want context.Canceled", err)
 			}
 			k.mu.Lock()

@@ -131,7 +131,7 @@ func summary() {
 	aes, okA := results["BenchmarkBound/aesgcm"]
 	ing, okI := results["BenchmarkBound/ingest"]
 	fmt.Printf("\nfan-out summary: forwarded packets per CPU-second, %s\n", basis)
-	if okA && okI {
+	if okA && okI && !*srvCPU {
 		fmt.Printf("bound_ns(N) = kernel(N) + aesgcm %.0f ns + ingest %.0f ns / N\n", aes.cpuPerFwd, ing.cpuPerFwd)
 	}
 	fmt.Printf("%-5s %10s %10s %10s %10s %10s | %9s %8s %9s\n",
@@ -144,7 +144,7 @@ func summary() {
 		fwd := f.perCoreSecond()
 		fmt.Printf("%-5d %10.0f", n, fwd)
 		pct := "-"
-		if k, ok := results["BenchmarkBound/kernel/"+subName(n)]; ok && okA && okI {
+		if k, ok := results["BenchmarkBound/kernel/"+subName(n)]; ok && okA && okI && !*srvCPU {
 			bound := k.cpuPerFwd + aes.cpuPerFwd + ing.cpuPerFwd/float64(n)
 			fmt.Printf(" %10.0f %10.0f %10.0f", k.cpuPerFwd, bound, 1e9/bound)
 			pct = fmt.Sprintf("%.0f%%", 100*fwd*bound/1e9)

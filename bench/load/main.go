@@ -365,7 +365,11 @@ func fetchMetrics(url string) (metrics, bool) {
 		return m, false
 	}
 	c := http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get(url)
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
+	if err != nil {
+		return m, false
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		return m, false
 	}
