@@ -2,6 +2,7 @@ package forwarder
 
 import (
 	"fmt"
+	"net/netip"
 	"runtime"
 	"syscall"
 	"testing"
@@ -11,14 +12,37 @@ import (
 	"github.com/rtcrelay/rtcrelay/packet"
 )
 
-// discard is a Downstream that drops what it gets (no encryption): the benchmark measures the forwarder.
+// discard is a Downstream that drops what it gets (no encryption, no syscall) through the production send
+// path: the writer's batch of the player's Sender; the benchmark measures the forwarder.
 type discard struct {
 	n     uint64 // written by the player's writer goroutine only
 	bytes uint64
 }
 
-func (d *discard) WriteRTP(b []byte) error { d.n++; d.bytes += uint64(len(b)); return nil }
-func (d *discard) WriteRTCP([]byte) error  { return nil }
+func (d *discard) Sender() Sender         { return discardSender{} }
+func (d *discard) WriteRTCP([]byte) error { return nil }
+func (d *discard) WriteRTPBatch(b BatchSender, buf []byte) error {
+	d.n++
+	d.bytes += uint64(len(buf))
+	return b.Queue(len(buf), netip.AddrPort{})
+}
+
+// discardSender's batches (one per writer, shared by its players) drop what they queue.
+type discardSender struct{}
+
+func (discardSender) NewBatch() BatchSender {
+	return &discardBatch{buf: make([]byte, 0, packet.Size+128)}
+}
+
+type discardBatch struct {
+	buf    []byte
+	queued int
+}
+
+func (b *discardBatch) Buf() []byte                     { return b.buf[:0] }
+func (b *discardBatch) Queue(int, netip.AddrPort) error { b.queued++; return nil }
+func (b *discardBatch) Flush() error                    { b.queued = 0; return nil }
+func (b *discardBatch) Len() int                        { return b.queued }
 
 type nopUp struct{}
 

@@ -6,9 +6,10 @@
 // The packet path: the publisher session's reader goroutine calls Stream.HandleRTP with a decrypted
 // *packet.Buffer. The stream finds the track by SSRC (a scan of a tiny slice), Retains the buffer into the
 // track's ring and once per writer that serves a player of the track, and pushes a reference into each writer's
-// single-producer queue. A writer, for each of its players, copies the plaintext into its scratch buffer while
-// rewriting SSRC, sequence number, payload type and header extensions, and calls Downstream.WriteRTP, which
-// encrypts in place and sends. No lock, no map lookup and no allocation per packet; a full queue drops (counted).
+// single-producer queue. A writer, for each of its players, copies the plaintext into the next slot of its
+// BatchSender for the player's Sender (an ice.Batch in production) while rewriting SSRC, sequence number,
+// payload type and header extensions, and calls Downstream.WriteRTPBatch, which encrypts in place and queues;
+// the writer flushes (sendmmsg, GSO) when its queue is empty. There is one send path, the same in tests. No lock, no map lookup and no allocation per packet; a full queue drops (counted).
 //
 // Everything the players' RTCP needs from the ring (NACK retransmissions) is served on the publisher's reader
 // goroutine, which owns the ring: the players' RTCP goroutines post requests to a bounded channel that

@@ -3,6 +3,7 @@ package forwarder
 import (
 	"encoding/binary"
 	"errors"
+	"net/netip"
 	"sync"
 	"testing"
 
@@ -44,7 +45,9 @@ func (u *fakeUp) count(match func(rtcp.Packet) bool) int {
 func isPLI(p rtcp.Packet) bool { _, ok := p.(*rtcp.PictureLossIndication); return ok }
 func isFIR(p rtcp.Packet) bool { _, ok := p.(*rtcp.FullIntraRequest); return ok }
 
-// fakeDown records what a player gets. When block is non-nil, WriteRTP waits on it.
+// fakeDown records what a player gets, through the production send path: the writer rewrites into a slot of
+// a fakeBatch (the player's own Sender) and calls WriteRTPBatch, which queues it; the batch delivers the
+// datagrams to the player when the writer flushes. When block is non-nil, WriteRTPBatch waits on it.
 type fakeDown struct {
 	mu    sync.Mutex
 	rtp   []rtp.Packet
@@ -52,20 +55,71 @@ type fakeDown struct {
 	block chan struct{}
 }
 
-func (d *fakeDown) WriteRTP(b []byte) error {
-	if cap(b) < len(b)+16 {
+// fakeAddr is where every fakeDown's datagrams go.
+var fakeAddr = netip.MustParseAddrPort("127.0.0.1:9")
+
+func (d *fakeDown) Sender() Sender { return d }
+
+func (d *fakeDown) NewBatch() BatchSender { return newFakeBatch(d) }
+
+func (d *fakeDown) WriteRTPBatch(b BatchSender, buf []byte) error {
+	if cap(buf) < len(buf)+16 {
 		return errors.New("no room to encrypt in place")
 	}
 	if d.block != nil {
 		<-d.block
 	}
+	return b.Queue(len(buf), fakeAddr)
+}
+
+func (d *fakeDown) deliver(b []byte) {
 	var p rtp.Packet
 	if err := p.Unmarshal(append([]byte(nil), b...)); err != nil {
-		return err
+		panic(err)
 	}
 	d.mu.Lock()
 	d.rtp = append(d.rtp, p)
 	d.mu.Unlock()
+}
+
+// fakeBatch is a BatchSender with ice.Batch's slot discipline: Buf is the next slot, Queue takes it, a full
+// batch flushes, Flush hands the queued datagrams to their players.
+type fakeBatch struct {
+	d      *fakeDown
+	slots  [8][]byte
+	queued int
+	sent   int // datagrams flushed
+}
+
+func newFakeBatch(d *fakeDown) *fakeBatch {
+	b := &fakeBatch{d: d}
+	for i := range b.slots {
+		b.slots[i] = make([]byte, 0, packet.Size+128)
+	}
+	return b
+}
+
+func (b *fakeBatch) Buf() []byte { return b.slots[b.queued][:0] }
+func (b *fakeBatch) Len() int    { return b.queued }
+
+func (b *fakeBatch) Queue(n int, to netip.AddrPort) error {
+	if to != fakeAddr {
+		return errors.New("fakeBatch: unexpected destination")
+	}
+	b.slots[b.queued] = b.slots[b.queued][:n]
+	b.queued++
+	if b.queued == len(b.slots) {
+		return b.Flush()
+	}
+	return nil
+}
+
+func (b *fakeBatch) Flush() error {
+	for i := range b.queued {
+		b.d.deliver(b.slots[i])
+	}
+	b.sent += b.queued
+	b.queued = 0
 	return nil
 }
 

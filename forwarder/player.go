@@ -3,31 +3,43 @@ package forwarder
 import (
 	"context"
 	"math/rand/v2"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtcp"
-	"github.com/rtcrelay/rtcrelay/ice"
 	"github.com/rtcrelay/rtcrelay/packet"
 	"github.com/rtcrelay/rtcrelay/sdp"
 )
 
-// Downstream is a player's transport: WriteRTP is called by one writer goroutine only (it encrypts in place,
-// cap(buf) >= len(buf)+16); WriteRTCP is goroutine-safe.
+// Downstream is a player's transport. The writer rewrites each packet straight into a slot of a BatchSender of
+// the player's Sender and hands it to WriteRTPBatch, which encrypts it in place and queues it; many datagrams
+// leave per syscall (sendmmsg, GSO). WriteRTPBatch is called by one writer goroutine only; WriteRTCP is
+// goroutine-safe.
 type Downstream interface {
-	WriteRTP(buf []byte) error
+	// WriteRTPBatch encrypts buf (b.Buf() holding the plaintext, cap(buf) >= len(buf)+16) in place and queues it
+	// on b.
+	WriteRTPBatch(b BatchSender, buf []byte) error
+	// Sender is what the player's datagrams leave on: players with equal Senders share each writer's
+	// batch. It must be comparable and must not change.
+	Sender() Sender
 	WriteRTCP(plain []byte) error
 }
 
-// BatchDownstream is a Downstream that can queue its RTP into a batch of its socket (session.Session does): the
-// writer rewrites each packet straight into a batch slot, and many datagrams leave per syscall (sendmmsg, GSO).
-type BatchDownstream interface {
-	Downstream
-	// WriteRTPBatch encrypts buf (b.Buf() holding the plaintext) in place and queues it on b.
-	WriteRTPBatch(b *ice.Batch, buf []byte) error
-	// Socket is the socket the player's datagrams leave on.
-	Socket() *ice.Socket
+// Sender makes the batches a writer sends through (ice.Socket's, through session.Session).
+type Sender interface {
+	NewBatch() BatchSender
+}
+
+// BatchSender queues outgoing datagrams of one goroutine and sends them together (*ice.Batch): the producer
+// writes a datagram into Buf(), then calls Queue with its length and destination; Queue may flush when the
+// batch is full; the owner calls Flush when it has nothing more to send right now.
+type BatchSender interface {
+	Buf() []byte // the next slot: length 0, capacity at least packet.Size+128
+	Queue(n int, to netip.AddrPort) error
+	Flush() error
+	Len() int // datagrams queued
 }
 
 // Player is one subscriber of a stream. It is the Sink of the player's session: its RTCP (NACK, PLI/FIR, RR)
@@ -42,9 +54,8 @@ type Player struct {
 	once   sync.Once
 	closed atomic.Bool
 
-	bd    BatchDownstream // out, when it can batch
-	batch *ice.Batch      // the writer's batch for bd's socket; writer goroutine only, set on first send
-	twseq uint16          // transport-wide sequence number; writer goroutine only
+	batch BatchSender // the writer's batch for out's Sender; writer goroutine only, set on first send
+	twseq uint16      // transport-wide sequence number; writer goroutine only
 	stats playerCounters
 }
 

@@ -392,9 +392,6 @@ func (st *Stream) Subscribe(out Downstream, tracks []sdp.Track) (*Player, error)
 		return nil, ErrStreamClosed
 	}
 	p := &Player{st: st, out: out}
-	if bd, ok := out.(BatchDownstream); ok {
-		p.bd = bd
-	}
 	var used [maxTracks]bool
 	for _, tr := range tracks {
 		if tr.Codec.Name == "" || tr.Direction == sdp.DirInactive || tr.Direction == sdp.DirRecvOnly {

@@ -3,12 +3,11 @@ package forwarder
 import (
 	"sync/atomic"
 
-	"github.com/rtcrelay/rtcrelay/ice"
 	"github.com/rtcrelay/rtcrelay/packet"
 )
 
 // A writer goroutine sends to a group of players. It owns their sequence state and the encrypt contexts behind
-// their Downstream.WriteRTP, and a scratch buffer that each outgoing packet is rewritten into.
+// their Downstream.WriteRTPBatch, and one batch per Sender its players send on.
 type writer struct {
 	st    *Stream
 	q     queue
@@ -29,21 +28,19 @@ type writer struct {
 	bytesOut   atomic.Uint64
 	drops      atomic.Uint64 // queue full: entries (each one is a drop for every player of the track here)
 
-	scratch []byte
-	pend    [writerBurst]pending
-	// The writer's batches, one per socket its players send on (socks[i] → batches[i]).
-	socks   []*ice.Socket
-	batches []*ice.Batch
+	pend [writerBurst]pending
+	// The writer's batches, one per sender its players send on (trs[i] → batches[i]).
+	trs     []Sender
+	batches []BatchSender
 }
 
 func newWriter(st *Stream) *writer {
 	return &writer{
-		st:      st,
-		wake:    make(chan struct{}, 1),
-		ctrl:    make(chan chan struct{}),
-		quit:    make(chan struct{}),
-		done:    make(chan struct{}),
-		scratch: make([]byte, packet.Size+maxGrowth+64),
+		st:   st,
+		wake: make(chan struct{}, 1),
+		ctrl: make(chan chan struct{}),
+		quit: make(chan struct{}),
+		done: make(chan struct{}),
 	}
 }
 
@@ -131,15 +128,15 @@ func (w *writer) flush() {
 	}
 }
 
-// batchFor returns the writer's batch over sock, making it on first use.
-func (w *writer) batchFor(sock *ice.Socket) *ice.Batch {
-	for i, s := range w.socks {
-		if s == sock {
+// batchFor returns the writer's batch over tr, making it on first use.
+func (w *writer) batchFor(tr Sender) BatchSender {
+	for i, t := range w.trs {
+		if t == tr {
 			return w.batches[i]
 		}
 	}
-	b := sock.NewBatch()
-	w.socks = append(w.socks, sock)
+	b := tr.NewBatch()
+	w.trs = append(w.trs, tr)
 	w.batches = append(w.batches, b)
 	return b
 }
@@ -226,7 +223,7 @@ func (w *writer) burst() int {
 	return taken
 }
 
-// send rewrites src for dt into the scratch buffer and writes it.
+// send rewrites src for dt into a slot of the player's batch and queues it.
 func (w *writer) send(dt *downTrack, p *packet.Buffer, src []byte, l layout, now int64, retransmit bool) bool {
 	pubSeq := p.Header.SequenceNumber
 	if !retransmit {
@@ -235,19 +232,12 @@ func (w *writer) send(dt *downTrack, p *packet.Buffer, src []byte, l layout, now
 	pl := dt.p
 	pl.twseq++
 	s := stamp{twseq: pl.twseq, absSend: uint32((uint64(now)/1000)<<18/1e6) & 0xFFFFFF}
-	var err error
-	if pl.bd != nil {
-		if pl.batch == nil {
-			pl.batch = w.batchFor(pl.bd.Socket())
-		}
-		buf := pl.batch.Buf()
-		n := dt.rw.rewrite(buf[:cap(buf)], src, l, pubSeq+dt.seqOff, p.Header.Timestamp+dt.tsOff, s)
-		err = pl.bd.WriteRTPBatch(pl.batch, buf[:n])
-	} else {
-		n := dt.rw.rewrite(w.scratch, src, l, pubSeq+dt.seqOff, p.Header.Timestamp+dt.tsOff, s)
-		err = pl.out.WriteRTP(w.scratch[:n])
+	if pl.batch == nil {
+		pl.batch = w.batchFor(pl.out.Sender())
 	}
-	if err != nil {
+	buf := pl.batch.Buf()
+	n := dt.rw.rewrite(buf[:cap(buf)], src, l, pubSeq+dt.seqOff, p.Header.Timestamp+dt.tsOff, s)
+	if err := pl.out.WriteRTPBatch(pl.batch, buf[:n]); err != nil {
 		pl.stats.writeErrors.Add(1)
 		return false
 	}

@@ -3,11 +3,27 @@ package ice
 import (
 	"errors"
 	"net/netip"
+	"syscall"
+
+	"github.com/rtcrelay/rtcrelay/internal/hooks"
+	"github.com/rtcrelay/rtcrelay/packet"
 )
 
-// NewFixedAgent is for benchmarks and tests only: an agent without ICE whose remote is remote from the start,
-// bound to ep at once (no connectivity check authenticated it). Production code must use NewAgent.
-func (s *Socket) NewFixedAgent(remote netip.AddrPort, ep Endpoint) (*Agent, error) {
+// The benchmark- and test-only entry points (internal/benchhooks): unexported, because they bind a remote
+// address without authentication or reach around Serve.
+func init() {
+	hooks.FixedAgent = func(sock any, remote netip.AddrPort, ep any) (any, error) {
+		return sock.(*Socket).newFixedAgent(remote, ep.(Endpoint))
+	}
+	hooks.SyscallConn = func(sock any) (syscall.RawConn, error) { return sock.(*Socket).conn.SyscallConn() }
+	hooks.Dispatch = func(sock any, p *packet.Buffer, from netip.AddrPort) {
+		sock.(*Socket).dispatch(p, netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
+	}
+}
+
+// newFixedAgent is for benchmarks and tests only: an agent without ICE whose remote is remote from the start,
+// bound to ep at once (no connectivity check authenticated it). Production code uses NewAgent.
+func (s *Socket) newFixedAgent(remote netip.AddrPort, ep Endpoint) (*Agent, error) {
 	if !remote.IsValid() {
 		return nil, errors.New("ice: invalid remote")
 	}

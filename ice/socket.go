@@ -42,7 +42,13 @@ type SocketConfig struct {
 	SendBatch int
 	// NoGSO stops a Batch from coalescing equal-size datagrams to one remote into one UDP_SEGMENT message.
 	NoGSO bool
+	// RecvBatch is how many datagrams Serve reads per recvmmsg (Linux); 0 means DefaultRecvBatch, 1 reads one
+	// datagram per call.
+	RecvBatch int
 }
+
+// DefaultRecvBatch is the number of datagrams Serve reads per recvmmsg.
+const DefaultRecvBatch = 32
 
 // Endpoint is what a session registers with the socket: the demux calls it on the reader goroutine.
 type Endpoint interface {
@@ -104,6 +110,7 @@ type Socket struct {
 	raw       syscall.RawConn
 	v6        bool // an AF_INET6 socket: batches write sockaddr_in6
 	sendBatch int
+	recvBatch int
 	gso       bool
 	gsoOff    atomic.Bool // the kernel refused GSO once
 
@@ -158,6 +165,10 @@ func Listen(cfg SocketConfig) (*Socket, error) {
 	if s.sendBatch <= 0 {
 		s.sendBatch = DefaultSendBatch
 	}
+	s.recvBatch = cfg.RecvBatch
+	if s.recvBatch <= 0 {
+		s.recvBatch = DefaultRecvBatch
+	}
 	s.gso = !cfg.NoGSO
 	s.bindings.Store(&map[netip.AddrPort]*binding{})
 	s.mux = &udpMux{s: s}
@@ -204,10 +215,19 @@ func listenAddrs(local netip.AddrPort, advertise []netip.Addr) ([]net.Addr, erro
 func (s *Socket) LocalAddr() netip.AddrPort { return s.local }
 
 // Serve runs the read loop until Close (returns nil) or ctx ends (returns the context's error). Handlers run on
-// this goroutine; exactly one Serve may run per socket.
+// this goroutine; exactly one Serve may run per socket. On Linux it reads up to SocketConfig.RecvBatch
+// datagrams per recvmmsg; elsewhere, or with RecvBatch 1, one per call.
 func (s *Socket) Serve(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { s.conn.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
+	if ok, err := s.serveBatched(ctx); ok {
+		return err
+	}
+	return s.serveSingle(ctx)
+}
+
+// serveSingle is the read loop with one ReadFromUDPAddrPort per datagram.
+func (s *Socket) serveSingle(ctx context.Context) error {
 	p := packet.Get()
 	defer func() { p.Release() }()
 	for {
@@ -382,14 +402,4 @@ func (s *Socket) setBindingLocked(from netip.AddrPort, bd *binding) {
 		m[from] = bd
 	}
 	s.bindings.Store(&m)
-}
-
-// SyscallConn gives raw access to the socket for tools that read it in their own way (benchmark ceilings, the
-// load tool's batched readers). Reading it while Serve runs splits the datagrams between the two readers.
-func (s *Socket) SyscallConn() (syscall.RawConn, error) { return s.conn.SyscallConn() }
-
-// Dispatch routes one datagram that was read outside Serve exactly as Serve routes it (filter, RFC 7983 demux,
-// sessions). p is lent for the call: a handler that keeps it has retained it.
-func (s *Socket) Dispatch(p *packet.Buffer, from netip.AddrPort) {
-	s.dispatch(p, netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
 }

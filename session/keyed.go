@@ -7,14 +7,22 @@ import (
 	"log/slog"
 	"net/netip"
 
+	"github.com/rtcrelay/rtcrelay/ice"
+	"github.com/rtcrelay/rtcrelay/internal/hooks"
 	"github.com/rtcrelay/rtcrelay/srtp"
 )
 
-// NewKeyed is for benchmarks and tests only: a session that skips ICE and DTLS. It is bound to remote on the
-// socket at once (ice.Socket.NewFixedAgent) and uses SRTP contexts made from the given master keys and salts
-// (local: what we send with; remote: what the peer sends with). It is ready for WriteRTP and HandleSRTP at once;
-// Start must not be called. Production code must use NewAnswerer or NewOfferer.
-func NewKeyed(cfg Config, remote netip.AddrPort, profile uint16, localKey, localSalt, remoteKey, remoteSalt []byte,
+func init() {
+	hooks.NewKeyed = func(cfg any, remote netip.AddrPort, profile uint16, lk, ls, rk, rs []byte) (any, error) {
+		return newKeyed(cfg.(Config), remote, profile, lk, ls, rk, rs)
+	}
+}
+
+// newKeyed is for benchmarks and tests only (internal/benchhooks.NewKeyed): a session that skips ICE and DTLS.
+// It is bound to remote on the socket at once, without authentication, and uses SRTP contexts made from the
+// given master keys and salts (local: what we send with; remote: what the peer sends with). It is ready for
+// WriteRTP and HandleSRTP at once; Start must not be called. Production code uses NewAnswerer or NewOfferer.
+func newKeyed(cfg Config, remote netip.AddrPort, profile uint16, localKey, localSalt, remoteKey, remoteSalt []byte,
 ) (*Session, error) {
 	if cfg.Socket == nil {
 		return nil, errors.New("session: Socket is required")
@@ -31,11 +39,11 @@ func NewKeyed(cfg Config, remote netip.AddrPort, profile uint16, localKey, local
 	s.dconn = newDTLSConn(s)
 	s.rtcpE = rtcpEnc
 	s.keys.Store(&keys{rtpEnc: rtpEnc, dec: dec})
-	a, err := cfg.Socket.NewFixedAgent(remote, s)
+	a, err := hooks.FixedAgent(cfg.Socket, remote, s)
 	if err != nil {
 		return nil, fmt.Errorf("session: %w", err)
 	}
-	s.agent = a
+	s.agent = a.(*ice.Agent)
 	s.log = cfg.Logger.With("session", "keyed", "remote", remote)
 	return s, nil
 }

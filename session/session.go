@@ -17,6 +17,7 @@ import (
 	"github.com/pion/rtp"
 
 	"github.com/rtcrelay/rtcrelay/dtls"
+	"github.com/rtcrelay/rtcrelay/forwarder"
 	"github.com/rtcrelay/rtcrelay/ice"
 	"github.com/rtcrelay/rtcrelay/packet"
 	"github.com/rtcrelay/rtcrelay/sdp"
@@ -367,8 +368,8 @@ func (s *Session) WriteRTP(buf []byte) error {
 
 // WriteRTPBatch is WriteRTP through a batch: buf must be b.Buf() filled with the plaintext; it is encrypted in
 // place and queued for the selected remote (sent when the batch fills or is flushed). Same goroutine rule as
-// WriteRTP; b must be a batch of Socket().
-func (s *Session) WriteRTPBatch(b *ice.Batch, buf []byte) error {
+// WriteRTP; b must be a batch of Sender().
+func (s *Session) WriteRTPBatch(b forwarder.BatchSender, buf []byte) error {
 	out, err := s.encryptRTP(buf)
 	if err != nil {
 		return err
@@ -397,8 +398,18 @@ func (s *Session) encryptRTP(buf []byte) ([]byte, error) {
 	return out, nil
 }
 
-// Socket is the socket the session sends on (for WriteRTPBatch).
-func (s *Session) Socket() *ice.Socket { return s.cfg.Socket }
+// Sender is the socket the session sends on, as the forwarder's batch factory (for WriteRTPBatch).
+func (s *Session) Sender() forwarder.Sender { return socketTransport{s.cfg.Socket} }
+
+// socketTransport makes the forwarder's batches on an ice.Socket; equal for sessions on the same socket.
+type socketTransport struct{ s *ice.Socket }
+
+func (t socketTransport) NewBatch() forwarder.BatchSender { return t.s.NewBatch() }
+
+var (
+	_ forwarder.Downstream  = (*Session)(nil)
+	_ forwarder.BatchSender = (*ice.Batch)(nil)
+)
 
 // WriteRTCP encrypts a compound RTCP packet into the session's scratch and sends it; goroutine-safe. plain is
 // not modified.

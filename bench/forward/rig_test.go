@@ -273,6 +273,12 @@ var results = map[string]result{}
 // measure runs the publisher for b.N packets against a prepared server and reports the figures. warm is sent
 // first (a keyframe so every player starts) and waited for.
 func measure(b *testing.B, subs int, pub func(), fl *flow) result {
+	return measureWith(b, subs, pub, fl, nil)
+}
+
+// measureWith is measure for a sender that buffers: flush, if not nil, sends what it holds, after the warm-up
+// and after the measured loop.
+func measureWith(b *testing.B, subs int, pub func(), fl *flow, flush func()) result {
 	b.Helper()
 	pub() // the first keyframe
 	if lost := fl.drain(int64(subs)); lost != 0 {
@@ -282,6 +288,9 @@ func measure(b *testing.B, subs int, pub func(), fl *flow) result {
 	for i := int64(2); i <= warmPackets; i++ {
 		fl.admit(i * int64(subs))
 		pub()
+	}
+	if flush != nil {
+		flush()
 	}
 	fl.drain(warmPackets * int64(subs))
 	fl.recv.Store(0)
@@ -303,6 +312,9 @@ func measure(b *testing.B, subs int, pub func(), fl *flow) result {
 		fl.admit((sent + 1) * int64(subs))
 		pub()
 		sent++
+	}
+	if flush != nil {
+		flush()
 	}
 	lost := fl.drain(sent * int64(subs))
 	elapsed := time.Since(start)

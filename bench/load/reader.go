@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rtcrelay/rtcrelay/ice"
+	"github.com/rtcrelay/rtcrelay/internal/benchhooks"
 	"github.com/rtcrelay/rtcrelay/packet"
 )
 
@@ -48,7 +49,7 @@ type lightReader struct {
 func newLightReader(sock *ice.Socket, pl *player, gro bool) (*lightReader, error) {
 	r := &lightReader{sock: sock, pl: pl}
 	var err error
-	if r.raw, err = sock.SyscallConn(); err != nil {
+	if r.raw, err = benchhooks.SyscallConn(sock); err != nil {
 		return nil, err
 	}
 	n, slot := readBatch, packet.MTU
@@ -154,7 +155,7 @@ func (r *lightReader) handle(b []byte, i int) {
 	p := packet.Get()
 	n := copy(p.ReadSlice(), b)
 	p.SetLen(n)
-	r.sock.Dispatch(p, r.from(i))
+	benchhooks.Dispatch(r.sock, p, r.from(i))
 	p.Release()
 }
 
