@@ -80,7 +80,7 @@ type dir struct {
 	health health
 
 	registrations, conflicts, refreshes, reregistrations atomic.Uint64
-	lookups, lists, dropped                               atomic.Uint64
+	lookups, lists, dropped                              atomic.Uint64
 }
 
 var _ Directory = (*dir)(nil)
