@@ -78,8 +78,9 @@
 // the advertised signaling address): a restarted server then takes its old entries back at once instead of
 // waiting one TTL.
 //
-// go-redis logs some connection trouble through its own global logger (redis.SetLogger); this package does
-// not touch that global, cmd/ may.
+// go-redis logs connection trouble (a line per failed dial) through its one process-wide logger: the first
+// Redis Open routes that logger to its Options.Logger at Debug level (redis.SetLogger), so an outage shows
+// as exactly two lines at Info and above.
 package directory
 
 import (

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -59,6 +61,17 @@ type message struct {
 	Server string `json:"server,omitempty"`
 }
 
+// redisLogOnce installs redisLogger as go-redis's logger. go-redis has one process-wide logger (it
+// would print a line per failed dial to stderr during an outage); the first Redis Open routes it to
+// slog at Debug level, so an outage logs only this package's one line down and one line up.
+var redisLogOnce sync.Once
+
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "go-redis", "msg", fmt.Sprintf(format, v...))
+}
+
 type redisBackend struct {
 	c         *redis.Client
 	keyPrefix string // "<prefix>:stream:"
@@ -89,6 +102,7 @@ func newRedisBackend(ctx context.Context, url string, opts Options) (*redisBacke
 	if ro.MaxRetries == 0 {
 		ro.MaxRetries = -1 // fail fast: the refresher is the retry
 	}
+	redisLogOnce.Do(func() { redis.SetLogger(redisLogger{log: opts.Logger.With("component", "go-redis")}) })
 	ro.DialerRetries = 1
 	ro.DisableIdentity = true // no CLIENT SETINFO (Redis < 7.2 does not know it)
 	ro.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
