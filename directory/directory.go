@@ -99,7 +99,7 @@ type Directory interface {
 	// time. Registering a name again (this server) replaces the entry. It fails with a *ConflictError
 	// (ErrOwnedElsewhere) when another server owns the name. When the backend is unreachable it returns an
 	// error wrapping ErrUnavailable but keeps the entry, which the refresher registers once the backend is
-	// back.
+	// back (so the server may go on publishing; Unregister drops it). If ctx ends first, nothing is kept.
 	Register(ctx context.Context, e Entry) error
 	// Unregister stops refreshing name and deletes its entry if this server still owns it. Unknown names
 	// are not an error.
