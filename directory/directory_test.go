@@ -201,6 +201,55 @@ func TestDirectory(t *testing.T) {
 				t.Fatalf("hop-1 Register over hop 0 = %v, want ErrOwnedElsewhere", err)
 			}
 		}},
+		{"DisplacedEntryReturnsWhenOwnerLeaves", func(t *testing.T, c cluster) {
+			edge, origin, w := c.server("edge"), c.server("origin"), c.server("watcher")
+			ctx := t.Context()
+			events := w.Watch(ctx, "s")
+			if err := edge.Register(ctx, Entry{Name: "s", Hop: 1}); err != nil {
+				t.Fatal(err)
+			}
+			if err := origin.Register(ctx, Entry{Name: "s"}); err != nil {
+				t.Fatal(err)
+			}
+			next(t, events, Added, "s", 3*time.Second) // edge
+			if ev := next(t, events, Added, "s", 3*time.Second); ev.Entry.ServerID != "origin" {
+				t.Fatalf("event %+v, want origin's takeover", ev)
+			}
+			// The edge still publishes s locally: its refresher keeps trying, and once the origin
+			// unregisters, the edge's entry is back.
+			if err := origin.Unregister(ctx, "s"); err != nil {
+				t.Fatal(err)
+			}
+			var ev Event
+			for ev.Entry.ServerID != "edge" {
+				ev = next(t, events, Added, "s", 3*time.Second)
+			}
+			if e, ok := mustLookup(t, w, "s"); !ok || e.ServerID != "edge" || e.Hop != 1 {
+				t.Fatalf("Lookup = %+v, %v; want edge's hop-1 entry", e, ok)
+			}
+		}},
+		{"UnregisterIsNotUndoneByRefresh", func(t *testing.T, c cluster) {
+			a := c.server("a")
+			ctx := t.Context()
+			for i := range 20 {
+				name := fmt.Sprintf("u%d", i)
+				if err := a.Register(ctx, Entry{Name: name}); err != nil {
+					t.Fatal(err)
+				}
+				if err := a.Unregister(ctx, name); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := a.Register(ctx, Entry{Name: "kept"}); err != nil {
+				t.Fatal(err)
+			}
+			// Wait for two refresh rounds of "kept" (each at TTL/3), then nothing else may be there.
+			waitUntilT(t, 2*testTTL, "two refresh rounds", func() bool { return a.Stats().Refreshes >= 2 })
+			es, err := a.List(ctx)
+			if err != nil || len(es) != 1 || es[0].Name != "kept" {
+				t.Fatalf("List = %+v, %v; want only kept", es, err)
+			}
+		}},
 		{"EventsOnAddAndRemove", func(t *testing.T, c cluster) {
 			a, b := c.server("a"), c.server("b")
 			ctx := t.Context()

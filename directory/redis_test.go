@@ -46,7 +46,7 @@ func count(msgs []string, sub string) int {
 }
 
 // waitUntil waits for cond, checked every 20 ms; only for state with no event to wait on (Status).
-func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool) {
+func waitUntilT(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -106,7 +106,7 @@ func TestRedisOutage(t *testing.T) {
 		t.Fatalf("Stats during the outage = %+v; want o1, o2 and o3 kept locally", st)
 	}
 	// Let a few refresh rounds fail (TTL/3 each), then bring Redis back, empty.
-	waitUntil(t, 3*time.Second, "failing refresh rounds", func() bool { return a.Stats().Errors >= 6 })
+	waitUntilT(t, 3*time.Second, "failing refresh rounds", func() bool { return a.Stats().Errors >= 6 })
 	srv.start()
 
 	// The refresher re-creates the three in any order; the watcher hears of each.
@@ -122,7 +122,7 @@ func TestRedisOutage(t *testing.T) {
 			t.Fatalf("re-registered within 5s: %v; want o1, o2, o3", back)
 		}
 	}
-	waitUntil(t, 3*time.Second, "Status ok again", func() bool { return a.Status().OK })
+	waitUntilT(t, 3*time.Second, "Status ok again", func() bool { return a.Status().OK })
 	for _, n := range []string{"o1", "o2", "o3"} {
 		if e, ok := mustLookup(t, w, n); !ok || e.ServerID != "a" {
 			t.Fatalf("after recovery Lookup(%s) = %+v, %v", n, e, ok)
