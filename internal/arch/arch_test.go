@@ -14,21 +14,22 @@ const module = "github.com/rtcrelay/rtcrelay/"
 // layer of every production package (path below the module). Tools and tests (bench/, e2e/) and internal/
 // helpers are outside the graph.
 var layer = map[string]int{
-	"packet": 0, "pionlog": 0, "sdp": 0,
+	"packet": 0, "pionlog": 0, "sdp": 0, "directory": 0,
 	"ice": 1, "dtls": 1,
 	"srtp":      2,
-	"forwarder": 3, "session": 3,
-	"media":     4,
-	"signaling": 5,
-	"relay":     6,
-	"web":       7, "rest": 7,
-	"cmd/rtcrelay": 8,
+	"forwarder": 3, // owns the send-path interfaces that session implements
+	"session":   4,
+	"media":     5,
+	"signaling": 6,
+	"relay":     7,
+	"web":       8, "rest": 8,
+	"cmd/rtcrelay": 9,
 }
 
 // forbidden are dependencies (direct or not) a package must never have.
 var forbidden = map[string][]string{
 	"media":     {"signaling", "relay", "rest", "web"},
-	"forwarder": {"session", "dtls", "srtp"}, // TODO(core-pkt): and ice, once the send path is the forwarder's own interface
+	"forwarder": {"ice", "session", "dtls", "srtp"},
 }
 
 type pkg struct {
