@@ -315,9 +315,9 @@ func (d *dir) refresh() {
 	ctx, cancel := context.WithTimeout(d.ctx, d.opts.TTL/3)
 	defer cancel()
 	if len(es) == 0 {
-		if !d.health.ok() { // nothing to refresh: probe, so Status recovers by itself
-			d.report(ctx, d.b.ping(ctx))
-		}
+		// Nothing to refresh: probe, so that Status follows the backend on a server that publishes nothing
+		// (an edge) and recovers by itself.
+		d.report(ctx, d.b.ping(ctx))
 		return
 	}
 	res, err := d.b.claim(ctx, es, d.opts.TTL, false)

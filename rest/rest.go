@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/rtcrelay/rtcrelay/directory"
 	"io"
 	"log/slog"
 	"net/http"
@@ -43,6 +44,11 @@ type RelaysAPI interface {
 	Terminate(f relay.Filter) (int, error)
 }
 
+// DirectoryAPI lists the cluster's stream directory (a directory.Directory implements it).
+type DirectoryAPI interface {
+	List(ctx context.Context) ([]directory.Entry, error)
+}
+
 // StreamsAPI lists and ends streams (*signaling.Server implements it).
 type StreamsAPI interface {
 	Streams(f *signaling.StreamFilter) []signaling.StreamInfo
@@ -60,8 +66,9 @@ type Config struct {
 	Relays      RelaysAPI
 	Streams     StreamsAPI
 	Connections ConnectionsAPI
-	Token       string // bearer token; empty = no authentication
-	MaxBody     int64  // request body limit in bytes (default DefaultMaxBody)
+	Directory   DirectoryAPI // the cluster's stream directory (nil: /directory/* answer 404)
+	Token       string       // bearer token; empty = no authentication
+	MaxBody     int64        // request body limit in bytes (default DefaultMaxBody)
 	Logger      *slog.Logger
 }
 
@@ -101,6 +108,7 @@ func NewHandler(cfg Config) http.Handler {
 		"/connection/find":      h.connFind,
 		"/connection/find_all":  h.connFindAll,
 		"/connection/terminate": h.connTerminate,
+		"/directory/find_all":   h.directoryFindAll,
 	}
 	for path, fn := range routes {
 		hf := h.wrap(fn)
@@ -183,6 +191,8 @@ func statusOf(err error) int {
 		return http.StatusConflict
 	case errors.Is(err, ErrMethod):
 		return http.StatusMethodNotAllowed
+	case errors.Is(err, directory.ErrUnavailable):
+		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError
 	}
@@ -247,3 +257,18 @@ var (
 	_ StreamsAPI     = (*signaling.Server)(nil)
 	_ ConnectionsAPI = (*signaling.Server)(nil)
 )
+
+// directoryFindAll lists every stream the cluster's directory knows (which server publishes it, where).
+func (h *handler) directoryFindAll(r *http.Request) (any, error) {
+	if h.cfg.Directory == nil {
+		return nil, fmt.Errorf("the directory is %w", ErrUnavailable)
+	}
+	entries, err := h.cfg.Directory.List(r.Context())
+	if err != nil {
+		return nil, fmt.Errorf("directory: %w", err)
+	}
+	if entries == nil {
+		entries = []directory.Entry{}
+	}
+	return entries, nil
+}

@@ -9,12 +9,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"time"
 
+	"github.com/rtcrelay/rtcrelay/directory"
 	"github.com/rtcrelay/rtcrelay/dtls"
 	"github.com/rtcrelay/rtcrelay/ice"
 	"github.com/rtcrelay/rtcrelay/media"
@@ -84,6 +87,27 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	sockDone := make(chan error, 1)
 	go func() { sockDone <- sock.Serve(sockCtx) }()
 
+	dirURI := cfg.DirectoryURI
+	if dirURI == "" {
+		host := bind
+		if len(advertise) > 0 {
+			host = advertise[0]
+		} else if host.IsUnspecified() {
+			host = netip.MustParseAddr("127.0.0.1")
+		}
+		dirURI = "ws://" + net.JoinHostPort(host.String(), strconv.Itoa(cfg.WSPort))
+	}
+	dir, err := directory.Open(ctx, cfg.Directory, directory.Options{ServerID: serverID, URI: dirURI, TTL: cfg.DirectoryTTL,
+		Logger: log.With("component", "directory")})
+	if err != nil {
+		stopSock()
+		_ = sock.Close()
+		return fmt.Errorf("directory: %w", err)
+	}
+	defer func() { _ = dir.Close() }()
+	reg := newRegistrar(dir, log.With("component", "directory"))
+	defer reg.close()
+
 	engine := media.New(media.Config{
 		Socket:      sock,
 		Certificate: cert,
@@ -98,15 +122,8 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		},
 		ServerID:       serverID,
 		PublisherGrace: cfg.PublisherGrace,
+		OnStream:       reg.onStream,
 		Logger:         log.With("component", "media"),
-	})
-	sig := signaling.NewServer(signaling.ServerConfig{
-		Engine:         engine,
-		Logger:         log.With("component", "signaling"),
-		PingInterval:   cfg.PingInterval,
-		MaxMissedPongs: cfg.PingProbes,
-		ReadyTimeout:   cfg.ICETimeout + cfg.DTLSTimeout + 5*time.Second,
-		ServerID:       serverID,
 	})
 	var roots *x509.CertPool
 	if cfg.AgentCA != "" {
@@ -140,14 +157,29 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return fmt.Errorf("relay manager: %w", err)
 	}
 
-	api := rest.NewHandler(rest.Config{Relays: relays, Streams: &streams{sig: sig, engine: engine, relays: relays}, Connections: sig, Token: cfg.RESTToken, Logger: log.With("component", "rest")})
+	edge := relay.NewEdge(relays, relay.EdgeConfig{Lookup: directoryLookup(dir, serverID), IdleTimeout: cfg.EdgeIdle,
+		MaxHops: cfg.EdgeMaxHops})
+	sig := signaling.NewServer(signaling.ServerConfig{
+		Engine:         engine,
+		Logger:         log.With("component", "signaling"),
+		PingInterval:   cfg.PingInterval,
+		MaxMissedPongs: cfg.PingProbes,
+		ReadyTimeout:   cfg.ICETimeout + cfg.DTLSTimeout + 5*time.Second,
+		ServerID:       serverID,
+		Edge:           edge,
+	})
+	api := rest.NewHandler(rest.Config{Relays: relays, Streams: &streams{sig: sig, engine: engine, relays: relays}, Connections: sig, Directory: dir, Token: cfg.RESTToken, Logger: log.With("component", "rest")})
 	pages := web.Handler(web.Config{WSPort: cfg.WSPort, WSSPort: cfg.WSSPort})
 	httpMux := http.NewServeMux()
 	httpMux.Handle("/rest-api/", api)
 	httpMux.Handle("GET /metrics", metricsHandler(engine.Registry(), sock))
 	httpMux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "serverId": serverID, "socket": sock.Stats(), "signaling": sig.Stats()})
+		ms, es := engine.Stats(), edge.Stats()
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "serverId": serverID, "socket": sock.Stats(), "signaling": sig.Stats(),
+			"directory": directoryHealth(dir),
+			"media":     map[string]any{"takeovers": ms.Takeovers, "inGrace": ms.InGrace},
+			"edge":      map[string]any{"pullsStarted": es.PullsStarted, "pullsEnded": es.PullsEnded, "active": es.Active}})
 	})
 	httpMux.Handle("/", pages)
 
