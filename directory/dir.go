@@ -163,10 +163,11 @@ func (d *dir) Register(ctx context.Context, e Entry) error {
 		return fmt.Errorf("directory: register %q: %w", e.Name, err)
 	}
 	if res[0].status == claimRefused {
+		// Kept and retried by the refresher: when the owner's entry goes (unpublished, or its server died and
+		// the TTL lapsed) this server takes the name over — an origin failover needs no other step.
 		d.conflicts.Add(1)
-		d.mu.Lock()
-		delete(d.local, e.Name)
-		d.mu.Unlock()
+		d.conflicted[e.Name] = true
+		d.setLocal(e)
 		return &ConflictError{Owner: res[0].owner}
 	}
 	d.registrations.Add(1)
@@ -446,12 +447,6 @@ func (h *health) down(err error) {
 	h.isOK, h.since = false, time.Now()
 	h.mu.Unlock()
 	h.log.Warn("directory: backend unreachable; keeping local registrations and retrying", "err", err)
-}
-
-func (h *health) ok() bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.isOK
 }
 
 func (h *health) errorCount() uint64 {

@@ -170,7 +170,7 @@ func TestDirectory(t *testing.T) {
 			if !ok || ce.Owner.ServerID != "a" || ce.Owner.URI != "ws://127.0.0.1:8080/a" {
 				t.Fatalf("ConflictError = %+v", ce)
 			}
-			if b.Stats().Conflicts != 1 || b.Stats().Registered != 0 {
+			if b.Stats().Conflicts != 1 || b.Stats().Registered != 1 { // kept locally, waiting for the name
 				t.Fatalf("b Stats = %+v", b.Stats())
 			}
 			// b's Unregister must not delete a's entry.
@@ -183,6 +183,29 @@ func TestDirectory(t *testing.T) {
 			// Registering again from the owner is fine (it replaces its own entry).
 			if err := a.Register(ctx, Entry{Name: "cam"}); err != nil {
 				t.Fatalf("re-Register by the owner: %v", err)
+			}
+		}},
+		{"LoserTakesOverWhenOwnerLeaves", func(t *testing.T, c cluster) {
+			a, b := c.server("a"), c.server("b")
+			ctx := t.Context()
+			if err := a.Register(ctx, Entry{Name: "cam"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Register(ctx, Entry{Name: "cam"}); !errors.Is(err, ErrOwnedElsewhere) {
+				t.Fatalf("second Register = %v, want ErrOwnedElsewhere", err)
+			}
+			if err := a.Unregister(ctx, "cam"); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				if e, ok := mustLookup(t, a, "cam"); ok && e.ServerID == "b" {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the waiting server did not take the name over after the owner left")
+				}
+				time.Sleep(20 * time.Millisecond)
 			}
 		}},
 		{"LowerHopDisplaces", func(t *testing.T, c cluster) {

@@ -224,3 +224,35 @@ func waitDirectory(t testing.TB, srv *Server, name string, timeout time.Duration
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestClusterOriginFailover: edge B plays s from origin A; s stops at A and is published at C instead. B's edge pull
+// looks the origin up again and pulls from C; B's Chromium player is not re-signaled and decodes C's frames.
+func TestClusterOriginFailover(t *testing.T) {
+	requireBrowser(t)
+	r := startRedis(t)
+	a, b, c := clusterServer(t, "A", r), clusterServer(t, "B", r), clusterServer(t, "C", r)
+	br := startRelayBrowser(t)
+	br.open("pubA", a)
+	br.publish("pubA", "pub", "s")
+	waitDirectory(t, b, "s", 10*time.Second)
+	br.open("playB", b)
+	br.mustPlay("playB", "p1", "s")
+	waitFrames(t, br, "playB", "p1", 10, 10*time.Second)
+
+	br.stop("pubA", "pub")
+	br.open("pubC", c)
+	br.publish("pubC", "pub", "s")
+	moved := time.Now()
+	ag := waitAgent(t, b, "s", 20*time.Second, "pulling from C", func(x relay.AgentInfo) bool {
+		return x.URI == c.WS && x.Status == relay.StatusProcessedRemote
+	})
+	t.Logf("edge pull moved to C %v after the republish (reconnects %d)", time.Since(moved).Round(time.Millisecond), ag.Reconnects)
+	checkRelayMedia(t, br.sample(PageRef{"playB", "p1"}, PageRef{"pubC", "pub"}, relaySeconds), relaySeconds)
+	v := br.status("playB", "p1")
+	for _, h := range v.History {
+		if h.Status != "PENDING" && h.Status != "PLAYING" {
+			t.Errorf("B's player history %+v: it must not leave PLAYING", v.History)
+			break
+		}
+	}
+}
