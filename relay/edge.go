@@ -60,6 +60,7 @@ type edgePull struct {
 	ready   chan struct{} // closed once the first attempt succeeded or failed
 	err     error         // why it failed (set before ready closes)
 	stopped bool
+	done    chan struct{} // closed by stop
 }
 
 // NewEdge makes on-demand pulls on m.
@@ -156,7 +157,7 @@ func (e *Edge) startLocked(name, uri string) (*edgePull, error) {
 	if err != nil {
 		return nil, fmt.Errorf("edge pull %q from %s: %w", name, uri, err)
 	}
-	p := &edgePull{name: name, agent: ai.LocalMediaSessionID, ready: make(chan struct{})}
+	p := &edgePull{name: name, agent: ai.LocalMediaSessionID, ready: make(chan struct{}), done: make(chan struct{})}
 	e.pulls[name] = p
 	e.started.Add(1)
 	e.log.Info("edge pull started", "stream", name, "origin", uri, "agent", p.agent)
@@ -180,7 +181,12 @@ func (e *Edge) watch(p *edgePull) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var lostSince time.Time
-	for range tick.C {
+	for {
+		select {
+		case <-p.done:
+			return
+		case <-tick.C:
+		}
 		e.mu.Lock()
 		gone := e.pulls[p.name] != p
 		e.mu.Unlock()
@@ -237,6 +243,7 @@ func (e *Edge) stop(p *edgePull, why string) {
 		return
 	}
 	p.stopped = true
+	close(p.done)
 	if e.pulls[p.name] == p {
 		delete(e.pulls, p.name)
 	}
@@ -255,4 +262,17 @@ func (e *Edge) Stats() EdgeStats {
 	n := len(e.pulls)
 	e.mu.Unlock()
 	return EdgeStats{PullsStarted: e.started.Load(), PullsEnded: e.ended.Load(), Active: n}
+}
+
+// Close ends every edge pull (their local streams end) and stops their watchers.
+func (e *Edge) Close() {
+	e.mu.Lock()
+	pulls := make([]*edgePull, 0, len(e.pulls))
+	for _, p := range e.pulls {
+		pulls = append(pulls, p)
+	}
+	e.mu.Unlock()
+	for _, p := range pulls {
+		e.stop(p, "server shutdown")
+	}
 }

@@ -206,6 +206,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	edge.Close()
 	_ = relays.Close()
 	if err := sig.Shutdown(sctx); err != nil {
 		log.Warn("signaling shutdown", "err", err)
