@@ -38,8 +38,9 @@ func (m *udpMux) GetListenAddresses() []net.Addr { return m.s.listen }
 // Close is a no-op: the Socket owns the port.
 func (m *udpMux) Close() error { return nil }
 
-// stunQueueLen bounds the STUN datagrams waiting for one agent.
-const stunQueueLen = 64
+// stunQueueLen bounds the STUN datagrams waiting for one agent: its candidate's reader drains them as they come,
+// so it holds a burst of connectivity checks, not a backlog (each slot costs every agent 32 bytes).
+const stunQueueLen = 16
 
 type stunDatagram struct {
 	p    *packet.Buffer

@@ -352,6 +352,8 @@ func memoryReport(m0, mPub, m1, mEnd metrics, n int64, budget float64) memReport
 		float64(m1.Goroutines-mPub.Goroutines)/float64(n), per(mPub.StackBytes, m1.StackBytes)/1e3,
 		per(mPub.RSSBytes, m1.RSSBytes)/1e3)
 	atRest := float64(int64(mPub.HeapLive) - int64(m0.HeapLive))
+	fmt.Fprintf(&b, "%-28s %d / %d / %d / %d bytes (before the publisher, publisher up, players up, end of the window)\n",
+		"server live heap after GC", m0.HeapLive, mPub.HeapLive, m1.HeapLive, mEnd.HeapLive)
 	media := float64(int64(mEnd.HeapLive) - int64(m1.HeapLive))
 	fmt.Fprintf(&b, "%-28s %.0f kB live heap: %.0f kB publisher + stream at rest, %.0f kB grown with media (rings, queues, batches)\n",
 		"server memory per stream", (atRest+media)/1e3, atRest/1e3, media/1e3)
@@ -408,23 +410,34 @@ type metrics struct {
 	HeapLive   uint64  `json:"heapLiveBytes"`
 	StackBytes uint64  `json:"stackBytes"`
 	Goroutines int     `json:"goroutines"`
+	GCs        uint32  `json:"gcCycles"`
 	PacketsOut uint64  `json:"packetsOut"`
 }
 
-// lastGC is when fetchMetricsGC last asked for a collection.
-var lastGC time.Time
+// lastGC is when fetchMetricsGC's last collection answered, lastGCs the server's GC count then.
+var (
+	lastGC  time.Time
+	lastGCs uint32
+)
 
 // fetchMetricsGC reads the metrics after the server ran a garbage collection (exact live heap). The server
-// collects at most once a second, so it waits out the rest of that second first.
+// collects at most once a second, so it waits out the rest of that second first, and asks again if the GC count
+// did not move.
 func fetchMetricsGC(url string) (metrics, bool) {
 	if url == "" {
 		return metrics{}, false
 	}
-	if d := 1100*time.Millisecond - time.Since(lastGC); d > 0 {
-		time.Sleep(d)
+	for try := 0; ; try++ {
+		if d := 1100*time.Millisecond - time.Since(lastGC); d > 0 {
+			time.Sleep(d)
+		}
+		m, ok := fetchMetrics(url + "?gc=1")
+		lastGC = time.Now()
+		if !ok || m.GCs != lastGCs || try == 2 {
+			lastGCs = m.GCs
+			return m, ok
+		}
 	}
-	lastGC = time.Now()
-	return fetchMetrics(url + "?gc=1")
 }
 
 func fetchMetrics(url string) (metrics, bool) {
