@@ -63,8 +63,13 @@ func newAgentConn(a *Agent) *agentConn {
 	return &agentConn{a: a, queue: make(chan stunDatagram, stunQueueLen), closed: make(chan struct{}), rd: deadline.New()}
 }
 
-// deliver queues p (retained) for the agent; false when the queue is full or closed.
+// deliver queues p (retained) for the agent; false when the queue is full or closed. A settled agent's STUN is
+// answered on the spot instead.
 func (c *agentConn) deliver(p *packet.Buffer, from netip.AddrPort) bool {
+	if st := c.a.settle.Load(); st != nil {
+		c.a.answerCheck(st, p.Bytes(), from)
+		return true
+	}
 	select {
 	case <-c.closed:
 		return false
