@@ -27,7 +27,7 @@ type settled struct {
 //
 // It reports whether the agent settled: only a connected, open lite agent does; others keep their pion agent.
 func (a *Agent) Settle() bool {
-	if !a.cfg.Lite || a.pion == nil {
+	if !a.cfg.Lite {
 		return false
 	}
 	select {
@@ -36,7 +36,7 @@ func (a *Agent) Settle() bool {
 		return false
 	}
 	a.mu.Lock()
-	if a.isClosed || a.settle.Load() != nil {
+	if a.isClosed || a.settle.Load() != nil || a.pion == nil {
 		a.mu.Unlock()
 		return false
 	}
@@ -58,6 +58,9 @@ func (a *Agent) Settle() bool {
 	if err := pa.Close(); err != nil {
 		a.log.Debug("closing the settled pion agent", "err", err)
 	}
+	a.mu.Lock()
+	a.pion = nil // let its candidates, pairs and buffers go
+	a.mu.Unlock()
 	a.log.Debug("ICE settled: the socket answers consent checks")
 	return true
 }
