@@ -13,6 +13,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net/http"
@@ -46,6 +47,7 @@ type options struct {
 	cpuProfile              string
 	gro                     bool
 	maxPlayerBytes          float64
+	pprofURL, heapProfile   string
 }
 
 func main() {
@@ -66,6 +68,8 @@ func main() {
 	flag.BoolVar(&o.gro, "gro", false, "light players ask for UDP GRO: the server's GSO runs arrive whole on loopback, "+
 		"which also spares the server the software segmentation a NIC without UDP segmentation offload would cost it")
 	flag.Float64Var(&o.maxPlayerBytes, "max-player-kb", 50, "fail (exit status 3) when the server's live heap per player exceeds this many kB (1000 bytes); 0: report only")
+	flag.StringVar(&o.pprofURL, "pprof", "", "the server's pprof base URL (rtcrelay --pprof-port), e.g. http://127.0.0.1:8082; with -heap-profile")
+	flag.StringVar(&o.heapProfile, "heap-profile", "", "save the server's heap profiles (after a GC) to this prefix: -players.pb.gz with the players up, -end.pb.gz at the end of the window; compare with go tool pprof -base")
 	flag.BoolVar(&o.fullRead, "full-read", false, "players read with ice.Socket.Serve and decrypt every packet (the old, heavy path)")
 	flag.Parse()
 	var err error
@@ -244,6 +248,7 @@ func run(ctx context.Context, o options) error {
 	fmt.Printf("%d players up in %.1fs (%d failed)\n", up.Load(), time.Since(start).Seconds(), failed.Load())
 	time.Sleep(500 * time.Millisecond) // the last handshakes' goroutines settle
 	m1, _ := fetchMetricsGC(o.metrics)
+	saveHeapProfile(o, "-players.pb.gz")
 	// Media starts now (with a keyframe), so that setting players up does not compete with forwarding.
 	pubCtx, stopPub := context.WithCancel(ctx)
 	pubDone := make(chan struct{})
@@ -275,6 +280,7 @@ func run(ctx context.Context, o options) error {
 	elapsed := time.Since(t0)
 	cpu := cpuTime() - cpu0
 	mEnd, okEnd := fetchMetricsGC(o.metrics) // after the window: the forced GC is not in its CPU figure
+	saveHeapProfile(o, "-end.pb.gz")
 	in := src.sent.Load() - in0
 	stopPub()
 	<-pubDone
@@ -412,6 +418,31 @@ type metrics struct {
 	Goroutines int     `json:"goroutines"`
 	GCs        uint32  `json:"gcCycles"`
 	PacketsOut uint64  `json:"packetsOut"`
+}
+
+// saveHeapProfile writes the server's heap profile, taken after the GC that fetchMetricsGC just had run, to
+// o.heapProfile+suffix.
+func saveHeapProfile(o options, suffix string) {
+	if o.pprofURL == "" || o.heapProfile == "" {
+		return
+	}
+	c := http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(o.pprofURL + "/debug/pprof/heap")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "load: heap profile:", err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(o.heapProfile + suffix)
+	if err == nil {
+		_, err = io.Copy(f, resp.Body)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "load: heap profile:", err)
+	}
 }
 
 // lastGC is when fetchMetricsGC's last collection answered, lastGCs the server's GC count then.
