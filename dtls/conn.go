@@ -42,15 +42,25 @@ func newConn(dc *piondtls.Conn, log *slog.Logger) *Conn {
 	return c
 }
 
+// readBufferSize is the read loop's buffer. WebRTC media carries no DTLS application data, so it is small (it
+// sits on the goroutine's stack, which an 8 KB buffer would double): a larger record is discarded all the same,
+// pion reporting it as a temporary "buffer too small" error.
+const readBufferSize = 256
+
 func (c *Conn) readLoop() {
 	defer close(c.done)
-	buf := make([]byte, 8192)
+	var buf [readBufferSize]byte
 	errs := 0
 	for {
-		n, err := c.dc.Read(buf)
+		n, err := c.dc.Read(buf[:])
 		if err == nil {
 			errs = 0
 			c.discarded.Add(uint64(n))
+
+			continue
+		}
+		if te := (*piondtls.TemporaryError)(nil); errors.As(err, &te) && !c.closedLocal.Load() {
+			errs = 0 // a record larger than buf, consumed and dropped
 
 			continue
 		}

@@ -70,6 +70,9 @@ type Agent struct {
 	doneOnce  sync.Once
 	err       error // set before done closes
 
+	settle  atomic.Pointer[settled] // set by Settle: the socket answers the checks, pion is closed
+	closing atomic.Bool             // Close has begun
+
 	mu       sync.Mutex // guards the fields below and cfg's remote part
 	bound    []netip.AddrPort
 	txIDs    [maxTxIDsPerAgent][12]byte
@@ -197,6 +200,9 @@ func (a *Agent) onSelected(_, remote pionice.Candidate) {
 
 func (a *Agent) onState(st pionice.ConnectionState) {
 	a.log.Debug("ICE state", "state", st.String())
+	if a.settle.Load() != nil {
+		return // the pion agent was closed by Settle; the socket answers the checks now
+	}
 	switch st {
 	case pionice.ConnectionStateFailed:
 		a.finish(ErrFailed)
@@ -311,6 +317,8 @@ func (a *Agent) Close() error {
 		return nil
 	}
 	a.isClosed = true
+	a.closing.Store(true)
+	settled := a.settle.Load()
 	bound := a.bound
 	a.bound = nil
 	txIDs, n := a.txIDs, a.txCount
@@ -334,7 +342,9 @@ func (a *Agent) Close() error {
 	s.mu.Unlock()
 
 	var err error
-	if a.pion != nil {
+	if settled != nil {
+		settled.consent.Stop()
+	} else if a.pion != nil {
 		err = a.pion.Close()
 	}
 	a.conn.shutdown()

@@ -38,8 +38,9 @@ func (m *udpMux) GetListenAddresses() []net.Addr { return m.s.listen }
 // Close is a no-op: the Socket owns the port.
 func (m *udpMux) Close() error { return nil }
 
-// stunQueueLen bounds the STUN datagrams waiting for one agent.
-const stunQueueLen = 64
+// stunQueueLen bounds the STUN datagrams waiting for one agent: its candidate's reader drains them as they come,
+// so it holds a burst of connectivity checks, not a backlog (each slot costs every agent 32 bytes).
+const stunQueueLen = 16
 
 type stunDatagram struct {
 	p    *packet.Buffer
@@ -62,8 +63,13 @@ func newAgentConn(a *Agent) *agentConn {
 	return &agentConn{a: a, queue: make(chan stunDatagram, stunQueueLen), closed: make(chan struct{}), rd: deadline.New()}
 }
 
-// deliver queues p (retained) for the agent; false when the queue is full or closed.
+// deliver queues p (retained) for the agent; false when the queue is full or closed. A settled agent's STUN is
+// answered on the spot instead.
 func (c *agentConn) deliver(p *packet.Buffer, from netip.AddrPort) bool {
+	if st := c.a.settle.Load(); st != nil {
+		c.a.answerCheck(st, p.Bytes(), from)
+		return true
+	}
 	select {
 	case <-c.closed:
 		return false

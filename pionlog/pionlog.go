@@ -31,13 +31,16 @@ func NewLoggerFactory(log *slog.Logger) logging.LoggerFactory {
 
 // NewLogger implements logging.LoggerFactory.
 func (f *Factory) NewLogger(scope string) logging.LeveledLogger {
-	return &Logger{log: f.log.With("component", scope)}
+	return &Logger{log: f.log, scope: scope}
 }
 
 // Logger is a logging.LeveledLogger over a *slog.Logger. Formatting is skipped
-// when the level is disabled.
+// when the level is disabled. The component attribute is added per record
+// rather than with slog's With, which would pre-format a handler for every
+// logger pion creates (several per session, almost never used).
 type Logger struct {
-	log *slog.Logger
+	log   *slog.Logger
+	scope string
 }
 
 func (l *Logger) emit(level slog.Level, msg string) {
@@ -45,7 +48,7 @@ func (l *Logger) emit(level slog.Level, msg string) {
 	if !l.log.Enabled(ctx, level) {
 		return
 	}
-	l.log.Log(ctx, level, msg)
+	l.log.Log(ctx, level, msg, "component", l.scope)
 }
 
 func (l *Logger) emitf(level slog.Level, format string, args ...any) {
@@ -53,7 +56,7 @@ func (l *Logger) emitf(level slog.Level, format string, args ...any) {
 	if !l.log.Enabled(ctx, level) {
 		return
 	}
-	l.log.Log(ctx, level, fmt.Sprintf(format, args...))
+	l.log.Log(ctx, level, fmt.Sprintf(format, args...), "component", l.scope)
 }
 
 // Trace logs at LevelTrace.

@@ -9,8 +9,9 @@ import (
 	"github.com/pion/transport/v5/deadline"
 )
 
-// dtlsQueueLen bounds the DTLS datagrams waiting for the handshake (a flight is a handful of records).
-const dtlsQueueLen = 64
+// dtlsQueueLen bounds the DTLS datagrams waiting for the handshake: a flight is a handful of datagrams, and the
+// DTLS reader drains them as they come (each slot costs every session 24 bytes).
+const dtlsQueueLen = 16
 
 // dtlsConn is the per-session net.PacketConn the DTLS library runs over: the socket reader feeds it copies of
 // DTLS datagrams (HandleDTLS), and writes go out of the shared socket to the current ICE remote.

@@ -34,7 +34,7 @@ func newKeyed(cfg Config, remote netip.AddrPort, profile uint16, localKey, local
 	if err != nil {
 		return nil, fmt.Errorf("session: %w", err)
 	}
-	s := &Session{cfg: cfg, closed: make(chan struct{}), rbuf: make([]byte, rtcpScratchSize), started: true}
+	s := &Session{cfg: cfg, closed: make(chan struct{}), started: true}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.dconn = newDTLSConn(s)
 	s.rtcpE = rtcpEnc

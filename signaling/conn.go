@@ -33,7 +33,11 @@ type conn struct {
 	remote string
 	log    *slog.Logger
 
-	out       chan frame
+	// The outbound queue: a slice that grows only while frames wait (most connections idle with none), bounded
+	// by the server's QueueSize; wake (capacity 1) tells the writer there is something.
+	outMu     sync.Mutex
+	out       []frame
+	wake      chan struct{}
 	closeCh   chan struct{} // closed by close(): the writer sends closeMsg and ends
 	closeOnce sync.Once
 	closeMsg  []byte
@@ -158,14 +162,43 @@ func (c *conn) send(f frame) {
 		return
 	default:
 	}
-	select {
-	case c.out <- f:
-	default:
+	c.outMu.Lock()
+	full := len(c.out) >= c.srv.cfg.QueueSize
+	if !full {
+		c.out = append(c.out, f)
+	}
+	c.outMu.Unlock()
+	if full {
 		c.srv.overflows.Add(1)
-		c.log.Error("outbound queue full, closing slow client", "queue", cap(c.out))
+		c.log.Error("outbound queue full, closing slow client", "queue", c.srv.cfg.QueueSize)
 		c.close(ws.StatusPolicyViolation, "client too slow")
+		return
+	}
+	select {
+	case c.wake <- struct{}{}:
+	default:
 	}
 }
+
+// takeOut empties the outbound queue into batch (the writer's), which it returns.
+func (c *conn) takeOut(batch []frame) []frame {
+	c.outMu.Lock()
+	batch = append(batch[:0], c.out...)
+	clear(c.out)
+	if cap(c.out) > idleQueueCap {
+		c.out = nil // a burst is over: do not keep its backing array
+	} else {
+		c.out = c.out[:0]
+	}
+	c.outMu.Unlock()
+	return batch
+}
+
+// idleQueueCap is the largest outbound queue (and writer batch) capacity a connection keeps between bursts.
+const idleQueueCap = 4
+
+// writerPool holds the writers' bufio.Writers between frames: an idle connection holds none.
+var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
 
 // sendMsg encodes and queues a text message.
 func (c *conn) sendMsg(name string, data ...any) {
@@ -188,21 +221,42 @@ func (c *conn) close(code ws.StatusCode, reason string) {
 func (c *conn) writeLoop() {
 	defer close(c.done)
 	defer c.nc.Close()
-	bw := bufio.NewWriter(c.nc)
 	write := func(f frame) error {
+		bw := writerPool.Get().(*bufio.Writer)
+		bw.Reset(c.nc)
+		defer func() {
+			bw.Reset(nil)
+			writerPool.Put(bw)
+		}()
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
 		if err := ws.WriteFrame(bw, ws.NewFrame(f.op, true, f.payload)); err != nil {
 			return err
 		}
 		return bw.Flush()
 	}
+	var batch []frame
+	writeAll := func() error {
+		batch = c.takeOut(batch)
+		defer func() {
+			clear(batch)
+			if cap(batch) > idleQueueCap {
+				batch = nil
+			}
+		}()
+		for _, f := range batch {
+			if err := write(f); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	ping, _ := EncodeMessage(MsgPing)
 	t := time.NewTicker(c.srv.cfg.PingInterval)
 	defer t.Stop()
 	for {
 		select {
-		case f := <-c.out:
-			if err := write(f); err != nil {
+		case <-c.wake:
+			if err := writeAll(); err != nil {
 				c.log.Debug("websocket write", "err", err)
 				c.close(ws.StatusAbnormalClosure, "")
 				return
@@ -220,16 +274,8 @@ func (c *conn) writeLoop() {
 				return
 			}
 		case <-c.closeCh:
-		drain:
-			for {
-				select {
-				case f := <-c.out:
-					if write(f) != nil {
-						return
-					}
-				default:
-					break drain
-				}
+			if writeAll() != nil {
+				return
 			}
 			_ = write(frame{ws.OpClose, c.closeMsg})
 			return

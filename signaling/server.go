@@ -1,9 +1,12 @@
 package signaling
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -127,13 +130,30 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else if a := nc.LocalAddr(); a != nil {
 		local = a.String()
 	}
-	c := s.newConn(nc, rw.Reader, r.RemoteAddr, local)
+	c := s.newConn(nc, hijackedReader(nc, rw.Reader), r.RemoteAddr, local)
 	if c == nil {
 		_ = nc.Close()
 		return
 	}
 	s.accepted.Add(1)
-	c.run() // the handler goroutine is the reader
+	// The connection gets a goroutine of its own, and this handler returns: net/http then lets go of its state
+	// for the hijacked connection (its 4 KB write buffer, the request), which it keeps until the handler returns.
+	go c.run()
+}
+
+// wsReadBuffer is the read buffer of a WebSocket session: frame headers and small messages in one read.
+const wsReadBuffer = 512
+
+// hijackedReader is what the session reads from: the bytes net/http had already buffered (a frame sent right
+// behind the upgrade request), then the socket through a small buffer of its own, so that net/http's 4 KB
+// reader is not kept for the life of the connection.
+func hijackedReader(nc net.Conn, br *bufio.Reader) io.Reader {
+	small := bufio.NewReaderSize(nc, wsReadBuffer)
+	if br == nil || br.Buffered() == 0 {
+		return small
+	}
+	pending, _ := br.Peek(br.Buffered())
+	return io.MultiReader(bytes.NewReader(bytes.Clone(pending)), small)
 }
 
 // newConn registers a connection under a unique session id, or nil when shutting down.
@@ -154,7 +174,7 @@ func (s *Server) newConn(nc net.Conn, br readerSource, remote, local string) *co
 		id:      id,
 		remote:  remote,
 		log:     s.log.With("session", id),
-		out:     make(chan frame, s.cfg.QueueSize),
+		wake:    make(chan struct{}, 1),
 		closeCh: make(chan struct{}),
 		done:    make(chan struct{}),
 		streams: map[string]*stream{},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"sync"
 	"testing"
 
 	"github.com/pion/rtcp"
@@ -368,4 +369,61 @@ func FuzzDecrypt(f *testing.F) {
 			_, _ = d.DecryptRTCP(bytes.Clone(in))
 		}
 	})
+}
+
+// TestPairEncryptersConcurrent: the RTP and RTCP Encrypters of a pair share a pion Context; used from two
+// goroutines at once (the session's writer and its RTCP path) they must neither race nor corrupt each other.
+func TestPairEncryptersConcurrent(t *testing.T) {
+	for _, p := range profiles {
+		t.Run(p.name, func(t *testing.T) {
+			a, b := keysFor(t, p.id, p.keyLen, p.saltLen)
+			enc, rtcpEnc, _, err := NewPair(a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _, dec, err := NewPair(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			const n = 300
+			rtps, rtcps := make([][]byte, n), make([][]byte, n)
+			plains := make([][]byte, n)
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				var h rtp.Header
+				for i := range n {
+					buf := rtpPacket(t, uint16(i), 1000)
+					plains[i] = bytes.Clone(buf)
+					out, err := enc.EncryptRTP(buf, &h)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					rtps[i] = out
+				}
+			})
+			plainRTCP := rtcpPacket(t)
+			wg.Go(func() {
+				for i := range n {
+					out, err := rtcpEnc.EncryptRTCP(make([]byte, 0, len(plainRTCP)+MaxRTCPOverhead), plainRTCP)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					rtcps[i] = out
+				}
+			})
+			wg.Wait()
+			for i := range n {
+				got, err := dec.DecryptRTP(rtps[i], nil)
+				if err != nil || !bytes.Equal(got, plains[i]) {
+					t.Fatalf("RTP %d: %v", i, err)
+				}
+				gotRTCP, err := dec.DecryptRTCP(rtcps[i])
+				if err != nil || !bytes.Equal(gotRTCP, plainRTCP) {
+					t.Fatalf("RTCP %d: %v", i, err)
+				}
+			}
+		})
+	}
 }

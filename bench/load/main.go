@@ -10,8 +10,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net/http"
@@ -19,6 +21,7 @@ import (
 	"os"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -43,6 +46,8 @@ type options struct {
 	fullRead                bool
 	cpuProfile              string
 	gro                     bool
+	maxPlayerBytes          float64
+	pprofURL, heapProfile   string
 }
 
 func main() {
@@ -62,6 +67,9 @@ func main() {
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write the tool's own CPU profile of the measurement window to this file")
 	flag.BoolVar(&o.gro, "gro", false, "light players ask for UDP GRO: the server's GSO runs arrive whole on loopback, "+
 		"which also spares the server the software segmentation a NIC without UDP segmentation offload would cost it")
+	flag.Float64Var(&o.maxPlayerBytes, "max-player-kb", 50, "fail (exit status 3) when the server's live heap per player exceeds this many kB (1000 bytes); 0: report only")
+	flag.StringVar(&o.pprofURL, "pprof", "", "the server's pprof base URL (rtcrelay --pprof-port), e.g. http://127.0.0.1:8082; with -heap-profile")
+	flag.StringVar(&o.heapProfile, "heap-profile", "", "save the server's heap profiles (after a GC) to this prefix: -players.pb.gz with the players up, -end.pb.gz at the end of the window; compare with go tool pprof -base")
 	flag.BoolVar(&o.fullRead, "full-read", false, "players read with ice.Socket.Serve and decrypt every packet (the old, heavy path)")
 	flag.Parse()
 	var err error
@@ -75,8 +83,12 @@ func main() {
 	if o.stream == "" {
 		o.stream = fmt.Sprintf("load-%d", os.Getpid())
 	}
+	o.maxPlayerBytes *= 1000
 	if err := run(context.Background(), o); err != nil {
 		fmt.Fprintln(os.Stderr, "load:", err)
+		if errors.Is(err, errOverBudget) {
+			os.Exit(3)
+		}
 		os.Exit(1)
 	}
 }
@@ -173,7 +185,9 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	m0, _ := fetchMetrics(o.metrics)
+	// Memory is read after a forced GC (GET /metrics?gc=1): m0 before the publisher, mPub with the publisher up,
+	// m1 with every player up (no media yet), mEnd at the end of the window (rings and queues filled by media).
+	m0, _ := fetchMetricsGC(o.metrics)
 
 	// The publisher.
 	src := newSource(o)
@@ -186,6 +200,7 @@ func run(ctx context.Context, o options) error {
 	}
 	defer pub.close()
 	fmt.Printf("publisher up: %s, %.2f Mbit/s, %d fps; media starts once the players are up\n", o.stream, o.bitrate/1e6, o.fps)
+	mPub, _ := fetchMetricsGC(o.metrics)
 
 	// The players, o.concurrency at a time.
 	players := make([]*player, o.players)
@@ -231,7 +246,9 @@ func run(ctx context.Context, o options) error {
 	}
 	wg.Wait()
 	fmt.Printf("%d players up in %.1fs (%d failed)\n", up.Load(), time.Since(start).Seconds(), failed.Load())
-	m1, _ := fetchMetrics(o.metrics)
+	time.Sleep(500 * time.Millisecond) // the last handshakes' goroutines settle
+	m1, _ := fetchMetricsGC(o.metrics)
+	saveHeapProfile(o, "-players.pb.gz")
 	// Media starts now (with a keyframe), so that setting players up does not compete with forwarding.
 	pubCtx, stopPub := context.WithCancel(ctx)
 	pubDone := make(chan struct{})
@@ -262,6 +279,8 @@ func run(ctx context.Context, o options) error {
 	mB, okB := fetchMetrics(o.metrics)
 	elapsed := time.Since(t0)
 	cpu := cpuTime() - cpu0
+	mEnd, okEnd := fetchMetricsGC(o.metrics) // after the window: the forced GC is not in its CPU figure
+	saveHeapProfile(o, "-end.pb.gz")
 	in := src.sent.Load() - in0
 	stopPub()
 	<-pubDone
@@ -269,6 +288,7 @@ func run(ctx context.Context, o options) error {
 	close(progressStop)
 
 	// Results.
+	var budgetErr error
 	var out, lost, expected uint64
 	var lat histogram
 	var samples uint64
@@ -301,10 +321,10 @@ func run(ctx context.Context, o options) error {
 		cpuS := mB.CPUSeconds - mA.CPUSeconds
 		fmt.Printf("%-28s %.2f s (%.0f %% of a core)\n", "server CPU / 1M fwd pkts", cpuS/math.Max(1, float64(fwd))*1e6, 100*cpuS/elapsed.Seconds())
 		fmt.Printf("%-28s %.0f (server count)\n", "server fwd pkts/s", float64(fwd)/elapsed.Seconds())
-		if up.Load() > 0 && m1.RSSBytes > 0 && m0.RSSBytes > 0 {
-			fmt.Printf("%-28s %.1f KiB RSS, %.1f KiB Go heap\n", "server memory per player",
-				float64(int64(m1.RSSBytes)-int64(m0.RSSBytes))/float64(up.Load())/1024,
-				float64(int64(m1.HeapBytes)-int64(m0.HeapBytes))/float64(up.Load())/1024)
+		if n := up.Load(); n > 0 && okEnd {
+			mem := memoryReport(m0, mPub, m1, mEnd, n, o.maxPlayerBytes)
+			fmt.Print(mem.text)
+			budgetErr = mem.err
 		}
 	} else {
 		fmt.Printf("%-28s unavailable (no %s)\n", "server CPU / memory", o.metrics)
@@ -315,7 +335,44 @@ func run(ctx context.Context, o options) error {
 			pl.peer.close()
 		}
 	}
-	return nil
+	return budgetErr
+}
+
+// errOverBudget: the server's live heap per player is above -max-player-kb.
+var errOverBudget = errors.New("server heap per player over budget")
+
+type memReport struct {
+	text string
+	err  error
+}
+
+// memoryReport turns the four forced-GC snapshots into the per-player and per-stream figures: a player is what
+// setting up n players added (live heap, goroutines, their stacks, RSS); the stream is the publisher's session
+// and stream at rest plus everything that grew once media flowed (rings, writer queues and batches, pools).
+func memoryReport(m0, mPub, m1, mEnd metrics, n int64, budget float64) memReport {
+	per := func(a, b uint64) float64 { return float64(int64(b)-int64(a)) / float64(n) }
+	heap := per(mPub.HeapLive, m1.HeapLive)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-28s %.1f kB live heap (%.1f kB HeapInuse), %.1f goroutines (%.1f kB stacks), %.1f kB RSS\n",
+		"server memory per player", heap/1e3, per(mPub.HeapBytes, m1.HeapBytes)/1e3,
+		float64(m1.Goroutines-mPub.Goroutines)/float64(n), per(mPub.StackBytes, m1.StackBytes)/1e3,
+		per(mPub.RSSBytes, m1.RSSBytes)/1e3)
+	atRest := float64(int64(mPub.HeapLive) - int64(m0.HeapLive))
+	fmt.Fprintf(&b, "%-28s %d / %d / %d / %d bytes (before the publisher, publisher up, players up, end of the window)\n",
+		"server live heap after GC", m0.HeapLive, mPub.HeapLive, m1.HeapLive, mEnd.HeapLive)
+	media := float64(int64(mEnd.HeapLive) - int64(m1.HeapLive))
+	fmt.Fprintf(&b, "%-28s %.0f kB live heap: %.0f kB publisher + stream at rest, %.0f kB grown with media (rings, queues, batches)\n",
+		"server memory per stream", (atRest+media)/1e3, atRest/1e3, media/1e3)
+	fmt.Fprintf(&b, "%-28s %.1f MB live heap, %.1f MB stacks, %d goroutines, %.1f MB RSS at %d players\n", "server totals",
+		float64(mEnd.HeapLive)/1e6, float64(mEnd.StackBytes)/1e6, mEnd.Goroutines, float64(mEnd.RSSBytes)/1e6, n)
+	var err error
+	if budget > 0 && heap > budget {
+		err = fmt.Errorf("%w: %.1f kB > %.0f kB", errOverBudget, heap/1e3, budget/1e3)
+		fmt.Fprintf(&b, "%-28s FAIL: %.1f kB of live heap per player > %.0f kB\n", "memory budget", heap/1e3, budget/1e3)
+	} else if budget > 0 {
+		fmt.Fprintf(&b, "%-28s ok: %.1f kB of live heap per player <= %.0f kB\n", "memory budget", heap/1e3, budget/1e3)
+	}
+	return memReport{text: b.String(), err: err}
 }
 
 // progress prints one line per second until stop.
@@ -356,7 +413,67 @@ type metrics struct {
 	CPUSeconds float64 `json:"cpuSeconds"`
 	RSSBytes   uint64  `json:"rssBytes"`
 	HeapBytes  uint64  `json:"heapBytes"`
+	HeapLive   uint64  `json:"heapLiveBytes"`
+	StackBytes uint64  `json:"stackBytes"`
+	Goroutines int     `json:"goroutines"`
+	GCs        uint32  `json:"gcCycles"`
 	PacketsOut uint64  `json:"packetsOut"`
+}
+
+// saveHeapProfile writes the server's heap profile, taken after the GC that fetchMetricsGC just had run, to
+// o.heapProfile+suffix.
+func saveHeapProfile(o options, suffix string) {
+	if o.pprofURL == "" || o.heapProfile == "" {
+		return
+	}
+	c := http.Client{Timeout: 10 * time.Second}
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, o.pprofURL+"/debug/pprof/heap", nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "load: heap profile:", err)
+		return
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "load: heap profile:", err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(o.heapProfile + suffix)
+	if err == nil {
+		_, err = io.Copy(f, resp.Body)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "load: heap profile:", err)
+	}
+}
+
+// lastGC is when fetchMetricsGC's last collection answered, lastGCs the server's GC count then.
+var (
+	lastGC  time.Time
+	lastGCs uint32
+)
+
+// fetchMetricsGC reads the metrics after the server ran a garbage collection (exact live heap). The server
+// collects at most once a second, so it waits out the rest of that second first, and asks again if the GC count
+// did not move.
+func fetchMetricsGC(url string) (metrics, bool) {
+	if url == "" {
+		return metrics{}, false
+	}
+	for try := 0; ; try++ {
+		if d := 1100*time.Millisecond - time.Since(lastGC); d > 0 {
+			time.Sleep(d)
+		}
+		m, ok := fetchMetrics(url + "?gc=1")
+		lastGC = time.Now()
+		if !ok || m.GCs != lastGCs || try == 2 {
+			lastGCs = m.GCs
+			return m, ok
+		}
+	}
 }
 
 func fetchMetrics(url string) (metrics, bool) {

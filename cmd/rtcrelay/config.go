@@ -61,6 +61,7 @@ type Config struct {
 
 	LogLevel  string
 	LogFormat string
+	PprofPort int
 }
 
 // flagSet declares every setting as a flag bound to c; the flag name is also the config-file key and, upper-cased
@@ -119,6 +120,7 @@ func (c *Config) flagSet() *flag.FlagSet {
 	fs.StringVar(&c.RESTToken, "rest-token", "", "bearer token required by the REST API (default: none)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fs.IntVar(&c.PprofPort, "pprof-port", 0, "serve net/http/pprof on 127.0.0.1 at this port, for profiling (0 disables)")
 	return fs
 }
 
@@ -276,7 +278,7 @@ func (c *Config) Validate() error {
 	for _, p := range []struct {
 		name string
 		v    int
-	}{{"ws-port", c.WSPort}, {"wss-port", c.WSSPort}, {"http-port", c.HTTPPort}, {"https-port", c.HTTPSPort}, {"media-port", c.MediaPort}} {
+	}{{"ws-port", c.WSPort}, {"wss-port", c.WSSPort}, {"http-port", c.HTTPPort}, {"https-port", c.HTTPSPort}, {"media-port", c.MediaPort}, {"pprof-port", c.PprofPort}} {
 		if p.v < 0 || p.v > 65535 {
 			errs = append(errs, fmt.Errorf("%s %d out of range", p.name, p.v))
 		}

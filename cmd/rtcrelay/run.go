@@ -196,6 +196,18 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		_ = sock.Close()
 		return err
 	}
+	if cfg.PprofPort != 0 {
+		// Profiles name goroutines and memory of every session: loopback only, whatever listen-host says.
+		waitPprof, err := serveAll(lctx, log, "127.0.0.1", nil, []listener{{name: "pprof", port: cfg.PprofPort, handler: pprofHandler()}})
+		if err != nil {
+			stopListeners()
+			waitListeners()
+			stopSock()
+			_ = sock.Close()
+			return err
+		}
+		defer waitPprof()
+	}
 	log.Info("rtcrelay running", "server_id", serverID)
 
 	select {
