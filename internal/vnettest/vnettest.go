@@ -45,7 +45,8 @@ type WAN struct {
 	passed, dropped atomic.Uint64
 	dropEvery       int
 	loss            float64
-	lossOn, everyOn atomic.Bool
+	lossOn          atomic.Bool
+	only            atomic.Pointer[func([]byte) bool]
 }
 
 // New starts a router on 10.0.0.0/24 with one host per IP (e.g. "10.0.0.1"); t's cleanup stops it.
@@ -64,7 +65,6 @@ func New(t testing.TB, cfg Config, ips ...string) *WAN {
 		dropEvery: cfg.DropEvery, loss: cfg.Loss,
 	}
 	w.lossOn.Store(true)
-	w.everyOn.Store(true)
 	for _, ip := range ips {
 		n, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{ip}})
 		if err != nil {
@@ -90,14 +90,30 @@ func (w *WAN) Net(ip string) *vnet.Net { return w.nets[ip] }
 func (w *WAN) Cut(on bool) { w.cut.Store(on) }
 
 // SetLoss turns the configured DropEvery and Loss on or off (on at start).
-func (w *WAN) SetLoss(on bool) { w.lossOn.Store(on); w.everyOn.Store(on) }
+func (w *WAN) SetLoss(on bool) { w.lossOn.Store(on) }
+
+// Only restricts the loss, and the Passed and Dropped counts, to the datagrams whose payload f matches (nil:
+// all) and restarts the DropEvery count, e.g. to count exactly the RTP lost while keepalives cross.
+func (w *WAN) Only(f func(payload []byte) bool) {
+	w.mu.Lock()
+	w.seen = 0 // DropEvery counts the matching datagrams from here
+	w.mu.Unlock()
+	if f == nil {
+		w.only.Store(nil)
+		return
+	}
+	w.only.Store(&f)
+}
 
 // Passed and Dropped count the datagrams the filter let through and dropped.
 func (w *WAN) Passed() uint64  { return w.passed.Load() }
 func (w *WAN) Dropped() uint64 { return w.dropped.Load() }
 
-func (w *WAN) filter(vnet.Chunk) bool {
+func (w *WAN) filter(c vnet.Chunk) bool {
 	ok := !w.cut.Load()
+	if f := w.only.Load(); f != nil && !(*f)(c.UserData()) {
+		return ok
+	}
 	if ok && w.lossOn.Load() && (w.dropEvery > 0 || w.loss > 0) {
 		w.mu.Lock()
 		w.seen++
