@@ -73,7 +73,9 @@ func vnetPair(t *testing.T, w *vnettest.WAN, answerFP string) (off, ans *Session
 	return off, ans, offErr, ansErr
 }
 
-func isRTP(b []byte) bool { return len(b) > 1 && b[0] >= 128 && b[0] <= 191 && (b[1] < 192 || b[1] > 223) }
+func isRTP(b []byte) bool {
+	return len(b) > 1 && b[0] >= 128 && b[0] <= 191 && (b[1] < 192 || b[1] > 223)
+}
 
 // TestVNetSessionLoss runs a full offerer ↔ answerer session (ICE, DTLS, SRTP) across a virtual WAN with 30 ms
 // one-way delay that drops every 4th datagram (25%) during ICE and the DTLS handshake, then every 4th RTP
