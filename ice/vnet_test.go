@@ -82,3 +82,45 @@ func TestVNetLiteAndControllingLoss(t *testing.T) {
 		})
 	}
 }
+
+// TestVNetBatchFallsBack: on a socket that is not a *net.UDPConn, a Batch sends each datagram with WriteTo at
+// Queue (no sendmmsg, no GSO).
+func TestVNetBatchFallsBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := vnettest.New(t, vnettest.Config{Delay: 10 * time.Millisecond}, "10.0.0.1", "10.0.0.2")
+		sa := vnetServe(t, w, "10.0.0.1")
+		if sa.raw != nil || sa.gso {
+			t.Fatal("a vnet socket has a raw conn or GSO")
+		}
+		peer, err := w.Net("10.0.0.2").ListenPacket("udp4", "10.0.0.2:4000")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer peer.Close()
+		to := netip.MustParseAddrPort("10.0.0.2:4000")
+		b := sa.NewBatch()
+		const n = 5
+		for i := range n {
+			buf := append(b.Buf(), 0x80, 96, 0, byte(i))
+			if err := b.Queue(len(buf), to); err != nil {
+				t.Fatal(err)
+			}
+			if b.Len() != 0 {
+				t.Fatalf("%d datagrams left queued", b.Len())
+			}
+		}
+		if err := b.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 64)
+		for i := range n {
+			m, _, err := peer.ReadFrom(buf)
+			if err != nil || m != 4 || buf[3] != byte(i) {
+				t.Fatalf("datagram %d: %x %v", i, buf[:m], err)
+			}
+		}
+		if st := sa.Stats(); st.Sent != n || st.GSOMessages != 0 {
+			t.Fatalf("stats %+v", st)
+		}
+	})
+}
