@@ -137,6 +137,9 @@ func (a *Agent) build() error {
 		pionice.WithFailedTimeout(failed),
 	}
 	opts = append(opts, pionice.WithLoggerFactory(pionlog.NewLoggerFactory(a.log)))
+	if a.s.tnet != nil {
+		opts = append(opts, pionice.WithNet(a.s.tnet))
+	}
 	if accept := a.s.accept; accept != nil {
 		opts = append(opts, pionice.WithRemoteIPFilter(func(ip net.IP) bool {
 			addr, ok := netip.AddrFromSlice(ip)

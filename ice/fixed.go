@@ -15,7 +15,13 @@ func init() {
 	hooks.FixedAgent = func(sock any, remote netip.AddrPort, ep any) (any, error) {
 		return sock.(*Socket).newFixedAgent(remote, ep.(Endpoint))
 	}
-	hooks.SyscallConn = func(sock any) (syscall.RawConn, error) { return sock.(*Socket).conn.SyscallConn() }
+	hooks.SyscallConn = func(sock any) (syscall.RawConn, error) {
+		s := sock.(*Socket)
+		if s.conn == nil {
+			return nil, errors.New("ice: the socket is not a *net.UDPConn")
+		}
+		return s.conn.SyscallConn()
+	}
 	hooks.Dispatch = func(sock any, p *packet.Buffer, from netip.AddrPort) {
 		sock.(*Socket).dispatch(p, netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
 	}

@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pion/transport/v5"
+
 	"github.com/rtcrelay/rtcrelay/packet"
 )
 
@@ -45,6 +47,10 @@ type SocketConfig struct {
 	// RecvBatch is how many datagrams Serve reads per recvmmsg (Linux); 0 means DefaultRecvBatch, 1 reads one
 	// datagram per call.
 	RecvBatch int
+	// Net is the network the socket is bound on and the agents run over; nil is the host's network. With a Net
+	// whose sockets are not *net.UDPConn (pion/transport vnet in tests), the socket reads with ReadFrom and
+	// writes each datagram with WriteTo: no socket options, no sendmmsg, no GSO.
+	Net transport.Net
 }
 
 // DefaultRecvBatch is the number of datagrams Serve reads per recvmmsg.
@@ -93,7 +99,9 @@ type binding struct {
 
 // Socket is the one owner of the media UDP port.
 type Socket struct {
-	conn   *net.UDPConn
+	conn   *net.UDPConn   // nil when the Net's socket is not a *net.UDPConn
+	pc     net.PacketConn // the socket, whatever its type
+	tnet   transport.Net  // SocketConfig.Net
 	local  netip.AddrPort
 	listen []net.Addr // candidate addresses handed to pion, with the real port
 	accept func(netip.Addr) bool
@@ -130,7 +138,18 @@ func Listen(cfg SocketConfig) (*Socket, error) {
 		network = "udp"
 	}
 	bind := netip.AddrPortFrom(cfg.Addr.Addr().Unmap(), cfg.Addr.Port())
-	conn, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(bind))
+	var conn *net.UDPConn
+	var pc net.PacketConn
+	var err error
+	if cfg.Net == nil {
+		conn, err = net.ListenUDP(network, net.UDPAddrFromAddrPort(bind))
+		pc = conn
+	} else {
+		var tc transport.UDPConn
+		tc, err = cfg.Net.ListenUDP(network, net.UDPAddrFromAddrPort(bind))
+		pc = tc
+		conn, _ = tc.(*net.UDPConn)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("ice: listen %s: %w", bind, err)
 	}
@@ -138,11 +157,17 @@ func Listen(cfg SocketConfig) (*Socket, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	setBuffers(conn, cfg.ReadBuffer, cfg.WriteBuffer, log)
-	local := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	la, ok := pc.LocalAddr().(*net.UDPAddr)
+	if !ok {
+		pc.Close()
+		return nil, fmt.Errorf("ice: local address %v is not UDP", pc.LocalAddr())
+	}
+	local := la.AddrPort()
 	local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
 	s := &Socket{
 		conn:   conn,
+		pc:     pc,
+		tnet:   cfg.Net,
 		local:  local,
 		accept: cfg.AcceptRemote,
 		log:    log.With("component", "ice"),
@@ -152,13 +177,8 @@ func Listen(cfg SocketConfig) (*Socket, error) {
 	}
 	s.listen, err = listenAddrs(local, cfg.Advertise)
 	if err != nil {
-		conn.Close()
+		pc.Close()
 		return nil, err
-	}
-	s.raw, err = conn.SyscallConn()
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("ice: %w", err)
 	}
 	s.v6 = network == "udp"
 	s.sendBatch = cfg.SendBatch
@@ -169,10 +189,25 @@ func Listen(cfg SocketConfig) (*Socket, error) {
 	if s.recvBatch <= 0 {
 		s.recvBatch = DefaultRecvBatch
 	}
-	s.gso = !cfg.NoGSO
+	if conn == nil {
+		s.sendBatch = 1 // every Batch sends with WriteTo
+		return s.finish(cfg), nil
+	}
+	setBuffers(conn, cfg.ReadBuffer, cfg.WriteBuffer, log)
+	s.raw, err = conn.SyscallConn()
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("ice: %w", err)
+	}
+	return s.finish(cfg), nil
+}
+
+// finish sets up what every socket has.
+func (s *Socket) finish(cfg SocketConfig) *Socket {
+	s.gso = !cfg.NoGSO && s.conn != nil
 	s.bindings.Store(&map[netip.AddrPort]*binding{})
 	s.mux = &udpMux{s: s}
-	return s, nil
+	return s
 }
 
 // listenAddrs are the addresses (with the bound port) that agents turn into host candidates.
@@ -218,6 +253,9 @@ func (s *Socket) LocalAddr() netip.AddrPort { return s.local }
 // this goroutine; exactly one Serve may run per socket. On Linux it reads up to SocketConfig.RecvBatch
 // datagrams per recvmmsg; elsewhere, or with RecvBatch 1, one per call.
 func (s *Socket) Serve(ctx context.Context) error {
+	if s.conn == nil {
+		return s.servePacketConn(ctx)
+	}
 	stop := context.AfterFunc(ctx, func() { s.conn.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
 	if ok, err := s.serveBatched(ctx); ok {
@@ -247,6 +285,40 @@ func (s *Socket) serveSingle(ctx context.Context) error {
 		p.Arrival = int64(time.Since(s.epoch))
 		s.dispatch(p, netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
 		// A handler that kept the datagram owns it now; read the next one into a fresh buffer.
+		if p.Refs() != 1 {
+			p.Release()
+			p = packet.Get()
+		}
+	}
+}
+
+// servePacketConn is Serve over a socket that is not a *net.UDPConn: one ReadFrom per datagram.
+func (s *Socket) servePacketConn(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { s.pc.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	p := packet.Get()
+	defer func() { p.Release() }()
+	for {
+		n, addr, err := s.pc.ReadFrom(p.ReadSlice())
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if s.closed.Load() || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			s.c.readErrors.Add(1)
+			s.log.Warn("media socket read", "err", err)
+			continue
+		}
+		ua, ok := addr.(*net.UDPAddr)
+		if !ok {
+			continue
+		}
+		from := ua.AddrPort()
+		p.SetLen(n)
+		p.Arrival = int64(time.Since(s.epoch))
+		s.dispatch(p, netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
 		if p.Refs() != 1 {
 			p.Release()
 			p = packet.Get()
@@ -340,7 +412,12 @@ func (s *Socket) routeSTUN(p *packet.Buffer, from netip.AddrPort) {
 
 // WriteTo sends one datagram from the media port.
 func (s *Socket) WriteTo(b []byte, to netip.AddrPort) error {
-	_, err := s.conn.WriteToUDPAddrPort(b, to)
+	var err error
+	if s.conn != nil {
+		_, err = s.conn.WriteToUDPAddrPort(b, to)
+	} else {
+		_, err = s.pc.WriteTo(b, net.UDPAddrFromAddrPort(to))
+	}
 	if err != nil {
 		s.c.writeErrors.Add(1)
 		return fmt.Errorf("ice: send to %s: %w", to, err)
@@ -370,7 +447,7 @@ func (s *Socket) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
-	return s.conn.Close()
+	return s.pc.Close()
 }
 
 const dropLogInterval = 10 * time.Second
