@@ -17,6 +17,15 @@ if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
     echo "test.sh: chromium is missing; browser e2e tests will skip (or fail under CI=true)" >&2
   fi
 fi
+if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test.sh: installing redis-server (apt-get; the cluster tests start their own on a free loopback port)" >&2
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server
+  else
+    echo "test.sh: redis-server is missing; the cluster tests will skip (or fail under CI=true)" >&2
+  fi
+fi
 if [ ! -d e2e/browser/node_modules ]; then
   if command -v npm >/dev/null 2>&1; then
     echo "test.sh: npm ci --prefix e2e/browser" >&2
