@@ -266,10 +266,32 @@ func (s *Socket) Serve(ctx context.Context) error {
 
 // serveSingle is the read loop with one ReadFromUDPAddrPort per datagram.
 func (s *Socket) serveSingle(ctx context.Context) error {
+	return s.serveEach(ctx, s.conn.ReadFromUDPAddrPort)
+}
+
+// servePacketConn is Serve over a socket that is not a *net.UDPConn: one ReadFrom per datagram.
+func (s *Socket) servePacketConn(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { s.pc.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	return s.serveEach(ctx, func(b []byte) (int, netip.AddrPort, error) {
+		n, addr, err := s.pc.ReadFrom(b)
+		if err != nil {
+			return 0, netip.AddrPort{}, err
+		}
+		ua, ok := addr.(*net.UDPAddr)
+		if !ok {
+			return 0, netip.AddrPort{}, nil // not UDP: counted and dropped by dispatch as unknown
+		}
+		return n, ua.AddrPort(), nil
+	})
+}
+
+// serveEach reads one datagram per call of read and dispatches it.
+func (s *Socket) serveEach(ctx context.Context, read func([]byte) (int, netip.AddrPort, error)) error {
 	p := packet.Get()
 	defer func() { p.Release() }()
 	for {
-		n, from, err := s.conn.ReadFromUDPAddrPort(p.ReadSlice())
+		n, from, err := read(p.ReadSlice())
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -285,40 +307,6 @@ func (s *Socket) serveSingle(ctx context.Context) error {
 		p.Arrival = int64(time.Since(s.epoch))
 		s.dispatch(p, netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
 		// A handler that kept the datagram owns it now; read the next one into a fresh buffer.
-		if p.Refs() != 1 {
-			p.Release()
-			p = packet.Get()
-		}
-	}
-}
-
-// servePacketConn is Serve over a socket that is not a *net.UDPConn: one ReadFrom per datagram.
-func (s *Socket) servePacketConn(ctx context.Context) error {
-	stop := context.AfterFunc(ctx, func() { s.pc.SetReadDeadline(time.Unix(1, 0)) })
-	defer stop()
-	p := packet.Get()
-	defer func() { p.Release() }()
-	for {
-		n, addr, err := s.pc.ReadFrom(p.ReadSlice())
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if s.closed.Load() || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			s.c.readErrors.Add(1)
-			s.log.Warn("media socket read", "err", err)
-			continue
-		}
-		ua, ok := addr.(*net.UDPAddr)
-		if !ok {
-			continue
-		}
-		from := ua.AddrPort()
-		p.SetLen(n)
-		p.Arrival = int64(time.Since(s.epoch))
-		s.dispatch(p, netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
 		if p.Refs() != 1 {
 			p.Release()
 			p = packet.Get()
