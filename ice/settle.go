@@ -96,13 +96,14 @@ func (a *Agent) answerCheck(st *settled, b []byte, from netip.AddrPort) {
 		return
 	}
 	a.bind(from)
+	// Move the pair before answering: once the peer holds the success response, media must go to it.
+	if m.Contains(stun.AttrUseCandidate) && from != a.Remote() {
+		a.remote.Store(&from)
+		a.log.Debug("nominated pair moved", "remote", from)
+	}
 	if err := a.s.WriteTo(resp.Raw, from); err != nil {
 		return
 	}
 	st.answered.Add(1)
 	st.consent.Reset(st.timeout)
-	if m.Contains(stun.AttrUseCandidate) && from != a.Remote() {
-		a.remote.Store(&from)
-		a.log.Debug("nominated pair moved", "remote", from)
-	}
 }
