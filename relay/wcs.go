@@ -22,9 +22,16 @@ func WCSDialer(log *slog.Logger) DialFunc {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	return dialWCS(signaling.ClientConfig{Logger: log})
+}
+
+// dialWCS is WCSDialer with the client's configuration (TLS and OnStatus are set per dial).
+func dialWCS(cfg signaling.ClientConfig) DialFunc {
 	return func(ctx context.Context, uri string, tlsConfig *tls.Config) (Conn, error) {
 		a := &wcsConn{subs: map[string]chan StreamStatus{}}
-		c, err := signaling.Dial(ctx, uri, signaling.ClientConfig{TLS: tlsConfig, Logger: log, OnStatus: a.onStatus})
+		cfg := cfg
+		cfg.TLS, cfg.OnStatus = tlsConfig, a.onStatus
+		c, err := signaling.Dial(ctx, uri, cfg)
 		if err != nil {
 			return nil, err
 		}

@@ -28,6 +28,8 @@ type ClientConfig struct {
 	MaxMessageSize int64           // default 1 MiB
 	StopTimeout    time.Duration   // Stop's wait for the terminal status when ctx has no deadline; default 5 s
 	WriteTimeout   time.Duration   // default 10 s
+	// NetDial, when set, opens the TCP connection instead of net.Dialer (tests use in-memory pipes).
+	NetDial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// OnStatus, if set, sees every stream status (called on the reader
 	// goroutine: must not block).
 	OnStatus func(StreamStatus)
@@ -109,7 +111,7 @@ func Dial(ctx context.Context, uri string, cfg ClientConfig) (*Client, error) {
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 10 * time.Second
 	}
-	d := ws.Dialer{TLSConfig: cfg.TLS}
+	d := ws.Dialer{TLSConfig: cfg.TLS, NetDial: cfg.NetDial}
 	nc, br, _, err := d.Dial(ctx, uri)
 	if err != nil {
 		return nil, fmt.Errorf("signaling: dial %s: %w", uri, err)

@@ -11,6 +11,7 @@ package vnettest
 
 import (
 	"math/rand/v2"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -42,6 +43,7 @@ type WAN struct {
 	seen int
 
 	cut             atomic.Bool
+	parted          atomic.Pointer[[2]string] // two hosts that cannot reach each other (Partition)
 	passed, dropped atomic.Uint64
 	dropEvery       int
 	loss            float64
@@ -89,6 +91,16 @@ func (w *WAN) Net(ip string) *vnet.Net { return w.nets[ip] }
 // Cut drops every datagram while on.
 func (w *WAN) Cut(on bool) { w.cut.Store(on) }
 
+// Partition cuts the link between hosts a and b (both directions) while on; their other links stay up. Only
+// one pair is partitioned at a time.
+func (w *WAN) Partition(a, b string, on bool) {
+	if !on {
+		w.parted.Store(nil)
+		return
+	}
+	w.parted.Store(&[2]string{a, b})
+}
+
 // SetLoss turns the configured DropEvery and Loss on or off (on at start).
 func (w *WAN) SetLoss(on bool) { w.lossOn.Store(on) }
 
@@ -111,6 +123,12 @@ func (w *WAN) Dropped() uint64 { return w.dropped.Load() }
 
 func (w *WAN) filter(c vnet.Chunk) bool {
 	ok := !w.cut.Load()
+	if p := w.parted.Load(); p != nil && ok {
+		src, dst := hostOf(c.SourceAddr()), hostOf(c.DestinationAddr())
+		if (src == p[0] && dst == p[1]) || (src == p[1] && dst == p[0]) {
+			ok = false
+		}
+	}
 	if f := w.only.Load(); f != nil && !(*f)(c.UserData()) {
 		return ok
 	}
@@ -131,4 +149,12 @@ func (w *WAN) filter(c vnet.Chunk) bool {
 		w.dropped.Add(1)
 	}
 	return ok
+}
+
+func hostOf(a net.Addr) string {
+	if ua, ok := a.(*net.UDPAddr); ok {
+		return ua.IP.String()
+	}
+	h, _, _ := net.SplitHostPort(a.String())
+	return h
 }
