@@ -21,7 +21,7 @@ require (
 
 require (
 	github.com/google/pprof v0.0.0-20261105003125-4bf881d7fb0b
-	golang.org/x/net v0.62.0 // indirect
+	golang.org/x/net v0.62.0
 )
 
 require (
