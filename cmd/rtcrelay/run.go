@@ -25,6 +25,7 @@ import (
 	"github.com/rtcrelay/rtcrelay/rest"
 	"github.com/rtcrelay/rtcrelay/signaling"
 	"github.com/rtcrelay/rtcrelay/web"
+	"github.com/rtcrelay/rtcrelay/whip"
 )
 
 // run wires the server together and serves until ctx ends, then shuts down gracefully: every client gets its
@@ -169,9 +170,12 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		Edge:           edge,
 	})
 	api := rest.NewHandler(rest.Config{Relays: relays, Streams: &streams{sig: sig, engine: engine, relays: relays}, Connections: sig, Directory: dir, Token: cfg.RESTToken, Logger: log.With("component", "rest")})
+	whipH := whip.NewHandler(whip.Config{Engine: engine, Edge: edge, Token: cfg.WHIPToken, ServerID: serverID,
+		Logger: log.With("component", "whip")})
 	pages := web.Handler(web.Config{WSPort: cfg.WSPort, WSSPort: cfg.WSSPort})
 	httpMux := http.NewServeMux()
 	httpMux.Handle("/rest-api/", api)
+	whipH.Mount(httpMux) // /whip/, /whep/ and /rest-api/stream/publish/ (more specific than /rest-api/: it wins)
 	httpMux.Handle("GET /metrics", metricsHandler(engine.Registry(), sock))
 	httpMux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -179,6 +183,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "serverId": serverID, "socket": sock.Stats(), "signaling": sig.Stats(),
 			"directory": directoryHealth(dir),
 			"media":     map[string]any{"takeovers": ms.Takeovers, "inGrace": ms.InGrace},
+			"whip":      whipH.Stats(),
 			"edge":      map[string]any{"pullsStarted": es.PullsStarted, "pullsEnded": es.PullsEnded, "active": es.Active}})
 	})
 	httpMux.Handle("/", pages)
@@ -222,6 +227,9 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	_ = relays.Close()
 	if err := sig.Shutdown(sctx); err != nil {
 		log.Warn("signaling shutdown", "err", err)
+	}
+	if err := whipH.Close(sctx); err != nil {
+		log.Warn("whip shutdown", "err", err)
 	}
 	stopListeners()
 	waitListeners()
