@@ -1,0 +1,197 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// gstPython is the interpreter with gi, Gst, GstWebRTC and GstSdp (Debian's python3-gst-1.0).
+const gstPython = "/usr/bin/python3"
+
+// requireGStreamer skips (or, in CI, fails) when GStreamer's webrtcbin or its Python bindings are missing.
+func requireGStreamer(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("GStreamer e2e skipped in -short mode")
+	}
+	probe := `import gi
+gi.require_version("Gst", "1.0"); gi.require_version("GstWebRTC", "1.0"); gi.require_version("GstSdp", "1.0")
+from gi.repository import Gst, GstWebRTC, GstSdp
+Gst.init(None)
+missing = [e for e in ("webrtcbin", "vp8enc", "vp8dec", "opusenc", "videotestsrc", "decodebin") if Gst.ElementFactory.find(e) is None]
+if missing: raise SystemExit("missing GStreamer elements: " + ", ".join(missing))`
+	out, err := exec.Command(gstPython, "-c", probe).CombinedOutput()
+	if err == nil {
+		return
+	}
+	msg := fmt.Sprintf("GStreamer e2e prerequisites missing (%s -c probe: %v): %s", gstPython, err, strings.TrimSpace(string(out)))
+	if ciMode() {
+		t.Fatal(msg + " (CI=true: not skipping)")
+	}
+	t.Skip(msg)
+}
+
+// gstResult is the JSON line e2e/gst/whip.py and whep.py print.
+type gstResult struct {
+	OK           bool   `json:"ok"`
+	Error        string `json:"error"`
+	Status       int    `json:"status"`
+	Location     string `json:"location"`
+	AnsweredMs   int    `json:"answered_ms"`
+	ICE          string `json:"ice"`
+	Frames       int    `json:"frames"`
+	FirstFrameMs int    `json:"first_frame_ms"`
+	Width        int    `json:"width"`
+	Height       int    `json:"height"`
+	Delete       *int   `json:"delete"`
+}
+
+// gstProc is a running GStreamer script.
+type gstProc struct {
+	cmd    *exec.Cmd
+	out    strings.Builder
+	stderr strings.Builder
+	done   chan error
+}
+
+// startGst runs e2e/gst/<script> with args in its own process group (killed at cleanup).
+func startGst(t testing.TB, script string, args ...string) *gstProc {
+	t.Helper()
+	path := filepath.Join(repoRoot(t), "e2e", "gst", script)
+	p := &gstProc{cmd: exec.Command(gstPython, append([]string{path}, args...)...), done: make(chan error, 1)}
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.stderr
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", script, err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		if t.Failed() {
+			t.Logf("---- %s %v stderr ----\n%s", script, args, tail(p.stderr.String(), 80))
+		}
+	})
+	return p
+}
+
+// wait waits for the script's end (at most timeout) and parses its JSON line.
+func (p *gstProc) wait(t testing.TB, timeout time.Duration) gstResult {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+		t.Fatalf("%v did not finish within %v\n%s", p.cmd.Args, timeout, tail(p.stderr.String(), 60))
+	}
+	var r gstResult
+	lines := strings.Split(strings.TrimSpace(p.out.String()), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
+		t.Fatalf("%v printed no result (%v): %q\n%s", p.cmd.Args, err, p.out.String(), tail(p.stderr.String(), 60))
+	}
+	return r
+}
+
+// waitWHIPPublishers waits until srv's /healthz counts n live WHIP publishers.
+func waitWHIPPublishers(t testing.TB, srv *Server, n int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		var h struct {
+			WHIP struct {
+				Publishers int `json:"publishers"`
+			} `json:"whip"`
+		}
+		req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, srv.HTTP+"/healthz", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			_ = json.NewDecoder(resp.Body).Decode(&h)
+			resp.Body.Close()
+			if h.WHIP.Publishers >= n {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d WHIP publishers after %v, want %d", srv.Opts.Name, h.WHIP.Publishers, timeout, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestWHIPGStreamer: GStreamer's webrtcbin publishes VP8 + Opus to the real server binary over WHIP, a second
+// webrtcbin plays it over WHEP and decodes the video; both DELETE their resources at the end.
+func TestWHIPGStreamer(t *testing.T) {
+	requireGStreamer(t)
+	srv := startServer(t, ServerOpts{Name: "whip"})
+	pub := startGst(t, "whip.py", srv.HTTP+"/whip/gst", "--duration", "12")
+	waitWHIPPublishers(t, srv, 1, 15*time.Second)
+	play := startGst(t, "whep.py", srv.HTTP+"/whep/gst", "--duration", "5")
+	pr := play.wait(t, 30*time.Second)
+	if !pr.OK || pr.Status != http.StatusCreated || pr.Frames < 30 || pr.Width != 320 || pr.Height != 240 {
+		t.Fatalf("WHEP player: %+v (want ≥ 30 decoded 320x240 frames)", pr)
+	}
+	if pr.Delete == nil || *pr.Delete != http.StatusOK {
+		t.Errorf("WHEP player's DELETE: %v", pr.Delete)
+	}
+	t.Logf("WHEP player: answer %d ms, first decoded frame %d ms after its start (%d ms after the answer), %d frames in 5 s",
+		pr.AnsweredMs, pr.FirstFrameMs, pr.FirstFrameMs-pr.AnsweredMs, pr.Frames)
+	r := pub.wait(t, 30*time.Second)
+	if !r.OK || r.Status != http.StatusCreated || !strings.HasPrefix(r.Location, "/whip/gst/") || r.Delete == nil || *r.Delete != http.StatusOK {
+		t.Fatalf("WHIP publisher: %+v", r)
+	}
+	// the stream ended with the DELETE
+	code, body := whepPost(t, srv.HTTP+"/whep/gst")
+	if code != http.StatusNotFound {
+		t.Errorf("WHEP POST after the publisher's DELETE: %d %s", code, body)
+	}
+	if n := len(srv.Grep("request refused")); n != 1 {
+		t.Errorf("%d refused requests in the log, want 1 (the last POST)", n)
+	}
+}
+
+// TestWHIPGStreamerWCSEndpoint publishes through WCS's own WHIP endpoint (/rest-api/stream/publish/<name>,
+// 202 Accepted) of the real binary: the /rest-api/ route must not swallow it.
+func TestWHIPGStreamerWCSEndpoint(t *testing.T) {
+	requireGStreamer(t)
+	srv := startServer(t, ServerOpts{Name: "whip", ExtraArgs: []string{"--whip-token", "tok"}})
+	pub := startGst(t, "whip.py", srv.HTTP+"/rest-api/stream/publish/wcs", "--duration", "9", "--token", "tok")
+	waitWHIPPublishers(t, srv, 1, 15*time.Second)
+	play := startGst(t, "whep.py", srv.HTTP+"/whep/wcs", "--duration", "4", "--token", "tok")
+	pr := play.wait(t, 30*time.Second)
+	if !pr.OK || pr.Frames < 20 {
+		t.Fatalf("WHEP player: %+v", pr)
+	}
+	r := pub.wait(t, 30*time.Second)
+	if !r.OK || r.Status != http.StatusAccepted {
+		t.Fatalf("WCS WHIP endpoint: %+v (want 202)", r)
+	}
+}
+
+// whepPost posts a syntactically valid recvonly offer (no working peer behind it) and returns the status.
+func whepPost(t testing.TB, url string) (int, string) {
+	t.Helper()
+	offer := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n" +
+		"m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=recvonly\r\na=rtcp-mux\r\n" +
+		"a=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\na=setup:actpass\r\n" +
+		"a=fingerprint:sha-256 " + strings.TrimSuffix(strings.Repeat("AB:", 32), ":") + "\r\na=rtpmap:96 VP8/90000\r\n"
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, url, strings.NewReader(offer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/sdp")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b := make([]byte, 512)
+	n, _ := resp.Body.Read(b)
+	return resp.StatusCode, string(b[:n])
+}
