@@ -59,22 +59,23 @@ type gstProc struct {
 	cmd    *exec.Cmd
 	out    strings.Builder
 	stderr strings.Builder
-	done   chan error
+	done   chan struct{} // closed once the process was reaped (out and stderr complete)
 }
 
 // startGst runs e2e/gst/<script> with args in its own process group (killed at cleanup).
 func startGst(t testing.TB, script string, args ...string) *gstProc {
 	t.Helper()
 	path := filepath.Join(repoRoot(t), "e2e", "gst", script)
-	p := &gstProc{cmd: exec.Command(gstPython, append([]string{path}, args...)...), done: make(chan error, 1)}
+	p := &gstProc{cmd: exec.Command(gstPython, append([]string{path}, args...)...), done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.stderr
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", script, err)
 	}
-	go func() { p.done <- p.cmd.Wait() }()
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
 		if t.Failed() {
 			t.Logf("---- %s %v stderr ----\n%s", script, args, tail(p.stderr.String(), 80))
 		}
@@ -194,4 +195,81 @@ func whepPost(t testing.TB, url string) (int, string) {
 	b := make([]byte, 512)
 	n, _ := resp.Body.Read(b)
 	return resp.StatusCode, string(b[:n])
+}
+
+// whipCounts is srv's /healthz "whip" object.
+func whipCounts(t testing.TB, srv *Server) (publishers, players int) {
+	t.Helper()
+	var h struct {
+		WHIP struct {
+			Publishers int `json:"publishers"`
+			Players    int `json:"players"`
+		} `json:"whip"`
+	}
+	code, body := restCall(t, srv.HTTP, "/healthz", nil)
+	if code != http.StatusOK {
+		t.Fatalf("%s /healthz: %d", srv.Opts.Name, code)
+	}
+	if err := json.Unmarshal(body, &h); err != nil {
+		t.Fatal(err)
+	}
+	return h.WHIP.Publishers, h.WHIP.Players
+}
+
+// TestWHIPRelay: three real server processes. GStreamer publishes "src" at A over WHIP; A pushes it to B's WHIP
+// endpoint (/pull/push with an http uri) as "mid"; C pulls B's WHEP endpoint (/pull/pull with an http uri) as
+// "edge"; a GStreamer WHEP player at C decodes frames. Terminating the agents removes the remote resources.
+func TestWHIPRelay(t *testing.T) {
+	requireGStreamer(t)
+	a := startServer(t, ServerOpts{Name: "A", ExtraArgs: []string{"--server-id", "A"}})
+	b := startServer(t, ServerOpts{Name: "B", ExtraArgs: []string{"--server-id", "B"}})
+	c := startServer(t, ServerOpts{Name: "C", ExtraArgs: []string{"--server-id", "C"}})
+	pub := startGst(t, "whip.py", a.HTTP+"/whip/src", "--duration", "25")
+	waitWHIPPublishers(t, a, 1, 15*time.Second)
+
+	start := time.Now()
+	relayCall(t, a, "push", relaySpec{URI: b.HTTP + "/whip/mid", LocalStreamName: "src", RemoteStreamName: "mid"}, http.StatusOK)
+	push := waitAgent(t, a, "src", 15*time.Second, "PROCESSED_REMOTE", hasStatus("PROCESSED_REMOTE"))
+	t.Logf("push A → B's WHIP endpoint established after %v", time.Since(start).Round(time.Millisecond))
+	if p, _ := whipCounts(t, b); p != 1 {
+		t.Fatalf("B has %d WHIP publishers, want 1 (the push)", p)
+	}
+	// a push back into A's own stream would be a loop: B's stream came from A
+	relayCall(t, b, "push", relaySpec{URI: a.HTTP + "/whip/back", LocalStreamName: "mid", RemoteStreamName: "back"}, http.StatusConflict)
+
+	start = time.Now()
+	relayCall(t, c, "pull", relaySpec{URI: b.HTTP + "/whep/mid", LocalStreamName: "edge", RemoteStreamName: "mid"}, http.StatusOK)
+	waitAgent(t, c, "edge", 15*time.Second, "PROCESSED_REMOTE", hasStatus("PROCESSED_REMOTE"))
+	t.Logf("pull C ← B's WHEP endpoint established after %v", time.Since(start).Round(time.Millisecond))
+	if _, pl := whipCounts(t, b); pl != 1 {
+		t.Fatalf("B has %d WHEP players, want 1 (the pull)", pl)
+	}
+
+	play := startGst(t, "whep.py", c.HTTP+"/whep/edge", "--duration", "5")
+	pr := play.wait(t, 30*time.Second)
+	if !pr.OK || pr.Frames < 30 {
+		t.Fatalf("WHEP player at C: %+v (want ≥ 30 decoded frames)", pr)
+	}
+	t.Logf("player at C (A → B → C over WHIP/WHEP): first decoded frame %d ms after its answer, %d frames in 5 s",
+		pr.FirstFrameMs-pr.AnsweredMs, pr.Frames)
+
+	relayCall(t, c, "terminate", relaySpec{LocalStreamName: "edge"}, http.StatusOK)
+	relayCall(t, a, "terminate", relaySpec{LocalStreamName: "src"}, http.StatusOK)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p, pl := whipCounts(t, b)
+		if p == 0 && pl == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("B still has %d WHIP publishers and %d WHEP players after terminate", p, pl)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := len(b.Grep(`msg="session deleted"`)); got != 2 {
+		t.Errorf("B logged %d DELETEs, want 2 (the push's and the pull's resource)", got)
+	}
+	if push.Direction != "push" || pub == nil {
+		t.Errorf("push agent %+v", push)
+	}
 }

@@ -243,13 +243,17 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	return nil
 }
 
-// agentDial is how relay agents reach other servers: as clients of the WCS WebSocket protocol.
+// agentDial is how relay agents reach other servers: as clients of the WCS WebSocket protocol (ws/wss URIs)
+// or of a WHIP/WHEP endpoint (http/https URIs).
 func agentDial(log *slog.Logger, insecure bool) relay.DialFunc {
-	dial := relay.WCSDialer(log)
+	dial, dialHTTP := relay.WCSDialer(log), relay.WHIPDialer(log)
 	return func(ctx context.Context, uri string, tlsCfg *tls.Config) (relay.Conn, error) {
 		if tlsCfg != nil && insecure {
 			tlsCfg = tlsCfg.Clone()
 			tlsCfg.InsecureSkipVerify = true
+		}
+		if relay.IsHTTP(uri) {
+			return dialHTTP(ctx, uri, tlsCfg)
 		}
 		return dial(ctx, uri, tlsCfg)
 	}
@@ -257,11 +261,14 @@ func agentDial(log *slog.Logger, insecure bool) relay.DialFunc {
 
 // agentProbe asks a remote server for its ID (loop detection) the way agentDial connects.
 func agentProbe(log *slog.Logger, insecure bool) relay.ProbeFunc {
-	probe := relay.WCSProbe(log)
+	probe, probeHTTP := relay.WCSProbe(log), relay.WHIPProbe()
 	return func(ctx context.Context, uri string, tlsCfg *tls.Config) (string, error) {
 		if tlsCfg != nil && insecure {
 			tlsCfg = tlsCfg.Clone()
 			tlsCfg.InsecureSkipVerify = true
+		}
+		if relay.IsHTTP(uri) {
+			return probeHTTP(ctx, uri, tlsCfg)
 		}
 		return probe(ctx, uri, tlsCfg)
 	}
