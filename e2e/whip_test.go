@@ -152,8 +152,11 @@ func TestWHIPGStreamer(t *testing.T) {
 	if code != http.StatusNotFound {
 		t.Errorf("WHEP POST after the publisher's DELETE: %d %s", code, body)
 	}
-	if n := len(srv.Grep("request refused")); n != 1 {
-		t.Errorf("%d refused requests in the log, want 1 (the last POST)", n)
+	var h struct {
+		WHIP struct{ Refused, Created int } `json:"whip"`
+	}
+	if _, b := restCall(t, srv.HTTP, "/healthz", nil); json.Unmarshal(b, &h) != nil || h.WHIP.Refused != 1 || h.WHIP.Created != 2 {
+		t.Errorf("/healthz whip counters %+v, want 2 created, 1 refused (the last POST)", h.WHIP)
 	}
 }
 
@@ -272,4 +275,47 @@ func TestWHIPRelay(t *testing.T) {
 	if push.Direction != "push" || pub == nil {
 		t.Errorf("push agent %+v", push)
 	}
+}
+
+// TestWHIPChromiumSDKPlayer: GStreamer publishes over WHIP, headless Chromium with the official Flashphoner Web
+// SDK plays the stream over the WCS WebSocket protocol and decodes it.
+func TestWHIPChromiumSDKPlayer(t *testing.T) {
+	requireGStreamer(t)
+	requireBrowser(t)
+	srv := startServer(t, ServerOpts{Name: "whip"})
+	startGst(t, "whip.py", srv.HTTP+"/whip/gstsdk", "--duration", "60")
+	waitWHIPPublishers(t, srv, 1, 15*time.Second)
+	r := runDriver(t, Scenario{
+		Pages: map[string]PageSpec{"P": pageFor(srv, "sdk", "")},
+		Steps: []Step{
+			{Do: "play", Page: "P", Handle: "p", Name: "gstsdk", Expect: "PLAYING"},
+			{Do: "sleep", Seconds: 3},
+			{Do: "stats", Page: "P", Handle: "p"},
+			{Do: "stop", Page: "P", Handle: "p", Expect: "STOPPED"},
+		},
+	}, driverTimeout)
+	requireOK(t, r, srv)
+	var st struct {
+		Video struct {
+			FramesDecoded int `json:"framesDecoded"`
+			FrameWidth    int `json:"frameWidth"`
+		} `json:"video"`
+	}
+	var stats json.RawMessage
+	playMs := 0
+	for _, s := range r.Steps {
+		switch s.Do {
+		case "stats":
+			stats = s.Result
+		case "play":
+			playMs = s.Ms
+		}
+	}
+	if err := json.Unmarshal(stats, &st); err != nil {
+		t.Fatalf("stats: %v (%s)", err, stats)
+	}
+	if st.Video.FramesDecoded < 30 || st.Video.FrameWidth != 320 {
+		t.Fatalf("SDK player of the WHIP stream: %s", stats)
+	}
+	t.Logf("SDK player: PLAYING after %d ms, %d frames decoded 3 s later", playMs, st.Video.FramesDecoded)
 }

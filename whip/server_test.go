@@ -451,3 +451,34 @@ func TestWHIPStatusCodes(t *testing.T) {
 		t.Errorf("stats %+v: refusals not counted", st)
 	}
 }
+
+// TestWHIPClient: the client relay agents use, against the handler: answer and resource, the remote's error
+// text, the server ID, DELETE.
+func TestWHIPClient(t *testing.T) {
+	_, ts := newServer(t, Config{ServerID: "srv", Token: "t"})
+	ctx := context.Background()
+	c := &Client{Token: "t", Header: http.Header{PathHeader: {"up"}}}
+	if id, err := c.ServerID(ctx, ts.URL+"/whip/x"); err != nil || id != "srv" {
+		t.Fatalf("ServerID = %q, %v", id, err)
+	}
+	pub := newPublisher(t)
+	res, answer, err := c.Post(ctx, ts.URL+"/whip/c", pub.offer)
+	if err != nil || !strings.HasPrefix(res.URL, ts.URL+"/whip/c/") || res.ETag == "" || !strings.HasPrefix(answer, "v=0") {
+		t.Fatalf("Post = %+v, %.20q, %v", res, answer, err)
+	}
+	// the relay path went along: a play from "up" of a stream that came through "up" is a loop
+	_, _, err = c.Post(ctx, ts.URL+"/whep/c", newPlayer(t).offer)
+	if se, ok := errors.AsType[*StatusError](err); !ok || se.Code != http.StatusForbidden {
+		t.Fatalf("loop play: %v", err)
+	}
+	_, _, err = (&Client{Token: "t"}).Post(ctx, ts.URL+"/whep/none", newPlayer(t).offer)
+	if se, ok := errors.AsType[*StatusError](err); !ok || se.Code != http.StatusNotFound || se.Error() != "Stream not found" {
+		t.Fatalf("unknown stream: %v", err)
+	}
+	if err := res.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Delete(ctx); err == nil {
+		t.Fatal("second DELETE succeeded")
+	}
+}
