@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rtcrelay/rtcrelay/relay"
 )
 
 // gstPython is the interpreter with gi, Gst, GstWebRTC and GstSdp (Debian's python3-gst-1.0).
@@ -318,4 +320,42 @@ func TestWHIPChromiumSDKPlayer(t *testing.T) {
 		t.Fatalf("SDK player of the WHIP stream: %s", stats)
 	}
 	t.Logf("SDK player: PLAYING after %d ms, %d frames decoded 3 s later", playMs, st.Video.FramesDecoded)
+}
+
+// TestWHIPRelayReconnect: a push to a WHIP endpoint whose server restarts reconnects by itself (a new POST) and
+// shows FAILED with the reason while the endpoint is down; a push to a closed port fails with the POST's error.
+func TestWHIPRelayReconnect(t *testing.T) {
+	requireGStreamer(t)
+	a := startServer(t, ServerOpts{Name: "A", ExtraArgs: []string{"--server-id", "A"}})
+	b := startServer(t, ServerOpts{Name: "B", ExtraArgs: []string{"--server-id", "B"}})
+	startGst(t, "whip.py", a.HTTP+"/whip/src", "--duration", "40")
+	waitWHIPPublishers(t, a, 1, 15*time.Second)
+
+	closed := fmt.Sprintf("http://127.0.0.1:%d/whip/x", closedPort(t))
+	relayCall(t, a, "push", relaySpec{URI: closed, LocalStreamName: "src", RemoteStreamName: "x"}, http.StatusOK)
+	f := waitAgent(t, a, "src", 10*time.Second, "FAILED", func(ai relay.AgentInfo) bool { return ai.URI == closed && ai.Status == "FAILED" })
+	if !strings.Contains(f.Info, "connection refused") {
+		t.Errorf("push to a closed port: info %q", f.Info)
+	}
+	relayCall(t, a, "terminate", relaySpec{URI: closed}, http.StatusOK)
+
+	relayCall(t, a, "push", relaySpec{URI: b.HTTP + "/whip/mid", LocalStreamName: "src", RemoteStreamName: "mid"}, http.StatusOK)
+	waitAgent(t, a, "src", 15*time.Second, "PROCESSED_REMOTE", hasStatus("PROCESSED_REMOTE"))
+	b.Stop(t)
+	down := time.Now()
+	waitAgent(t, a, "src", 15*time.Second, "to notice B is gone", func(ai relay.AgentInfo) bool { return ai.Status != "PROCESSED_REMOTE" })
+	b.Restart(t)
+	up := time.Now()
+	ai := waitAgent(t, a, "src", 20*time.Second, "PROCESSED_REMOTE again", func(ai relay.AgentInfo) bool {
+		return ai.Status == "PROCESSED_REMOTE" && ai.Reconnects > 0
+	})
+	t.Logf("B down for %v; the push was back %v after B's restart (%d reconnects)", up.Sub(down).Round(time.Millisecond),
+		time.Since(up).Round(time.Millisecond), ai.Reconnects)
+	if p, _ := whipCounts(t, b); p != 1 {
+		t.Fatalf("B has %d WHIP publishers after the reconnect, want 1", p)
+	}
+	play := startGst(t, "whep.py", b.HTTP+"/whep/mid", "--duration", "3")
+	if pr := play.wait(t, 30*time.Second); !pr.OK || pr.Frames < 20 {
+		t.Fatalf("WHEP player at B after the reconnect: %+v", pr)
+	}
 }
