@@ -53,6 +53,7 @@ type gstResult struct {
 	FirstFrameMs int    `json:"first_frame_ms"`
 	Width        int    `json:"width"`
 	Height       int    `json:"height"`
+	AudioBuffers int    `json:"audio_buffers"`
 	Delete       *int   `json:"delete"`
 }
 
@@ -143,8 +144,11 @@ func TestWHIPGStreamer(t *testing.T) {
 	if pr.Delete == nil || *pr.Delete != http.StatusOK {
 		t.Errorf("WHEP player's DELETE: %v", pr.Delete)
 	}
-	t.Logf("WHEP player: answer %d ms, first decoded frame %d ms after its start (%d ms after the answer), %d frames in 5 s",
-		pr.AnsweredMs, pr.FirstFrameMs, pr.FirstFrameMs-pr.AnsweredMs, pr.Frames)
+	if pr.AudioBuffers == 0 {
+		t.Errorf("WHEP player decoded no audio: %+v", pr)
+	}
+	t.Logf("WHEP player: answer %d ms, first decoded frame %d ms after its start (%d ms after the answer), %d frames and %d audio buffers in 5 s",
+		pr.AnsweredMs, pr.FirstFrameMs, pr.FirstFrameMs-pr.AnsweredMs, pr.Frames, pr.AudioBuffers)
 	r := pub.wait(t, 30*time.Second)
 	if !r.OK || r.Status != http.StatusCreated || !strings.HasPrefix(r.Location, "/whip/gst/") || r.Delete == nil || *r.Delete != http.StatusOK {
 		t.Fatalf("WHIP publisher: %+v", r)

@@ -25,7 +25,7 @@ class Player(Session):
         self.result.update(frames=0, audio_buffers=0)
         for caps in (
             "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000,rtcp-fb-nack-pli=(boolean)true",
-            "application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000",
+            "application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000,encoding-params=(string)2",
         ):
             wb.emit("add-transceiver", GstWebRTC.WebRTCRTPTransceiverDirection.RECVONLY, Gst.Caps.from_string(caps))
         wb.connect("pad-added", self.on_pad)
