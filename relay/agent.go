@@ -250,7 +250,7 @@ func (a *agent) attempt(localDone <-chan struct{}) (established bool, err error)
 	uri := a.spec.URI
 	a.mu.Unlock()
 	var tlsConf *tls.Config
-	if strings.HasPrefix(strings.ToLower(uri), "wss:") {
+	if l := strings.ToLower(uri); strings.HasPrefix(l, "wss:") || strings.HasPrefix(l, "https:") {
 		tlsConf = a.m.tls.Clone()
 	}
 	conn, err := cfg.Dial(sctx, uri, tlsConf)

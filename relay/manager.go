@@ -259,7 +259,7 @@ func (m *Manager) probeLoop(uri string, path []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 	defer cancel()
 	var tlsConf *tls.Config
-	if strings.HasPrefix(strings.ToLower(uri), "wss:") {
+	if l := strings.ToLower(uri); strings.HasPrefix(l, "wss:") || strings.HasPrefix(l, "https:") {
 		tlsConf = m.tls.Clone()
 	}
 	id, err := m.cfg.Probe(ctx, uri, tlsConf)

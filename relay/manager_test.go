@@ -119,7 +119,7 @@ func TestCreateErrors(t *testing.T) {
 		{"missing local", DirectionPush, Spec{URI: "ws://b", RemoteStreamName: "x"}, ErrBadRequest},
 		{"missing remote", DirectionPull, Spec{URI: "ws://b", LocalStreamName: "x"}, ErrBadRequest},
 		{"missing uri", DirectionPush, Spec{LocalStreamName: "s", RemoteStreamName: "x"}, ErrBadRequest},
-		{"http scheme", DirectionPush, Spec{URI: "http://b", LocalStreamName: "s", RemoteStreamName: "x"}, ErrBadRequest},
+		{"ftp scheme", DirectionPush, Spec{URI: "ftp://b", LocalStreamName: "s", RemoteStreamName: "x"}, ErrBadRequest},
 		{"wss without agent TLS", DirectionPush, Spec{URI: "wss://b", LocalStreamName: "s", RemoteStreamName: "x"}, ErrBadRequest},
 		{"host not allowed", DirectionPush, Spec{URI: "ws://evil:8080", LocalStreamName: "s", RemoteStreamName: "x"}, ErrBadRequest},
 		{"port not allowed", DirectionPush, Spec{URI: "ws://c:9001", LocalStreamName: "s", RemoteStreamName: "x"}, ErrBadRequest},

@@ -20,9 +20,9 @@ var (
 )
 
 // checkURI validates a relay uri against the scheme rules and the allow-list and returns its normalized
-// form: lower-case scheme and host, the default port (80 for ws, 443 for wss) removed, an empty path or "/"
-// replaced by "/websocket" (WCS treats wss://host:8443 and wss://host:8443/websocket as the same server),
-// no fragment. Agents report the uri as sent; the normalized form is only used to compare.
+// form: lower-case scheme and host, the default port (80 for ws/http, 443 for wss/https) removed, for ws/wss an
+// empty path or "/" replaced by "/websocket" (WCS treats wss://host:8443 and wss://host:8443/websocket as the
+// same server), no fragment. http(s) URIs are WHIP/WHEP endpoints; https uses the agents' TLS trust roots. Agents report the uri as sent; the normalized form is only used to compare.
 func checkURI(raw string, agentTLS bool, allow []string) (string, error) {
 	if raw == "" {
 		return "", fmt.Errorf("%w: uri is required", ErrBadRequest)
@@ -33,13 +33,13 @@ func checkURI(raw string, agentTLS bool, allow []string) (string, error) {
 	}
 	scheme := strings.ToLower(u.Scheme)
 	switch scheme {
-	case "ws":
+	case "ws", "http", "https": // http(s): a WHIP (push) or WHEP (pull) endpoint
 	case "wss":
 		if !agentTLS {
 			return "", fmt.Errorf("%w: wss:// uri needs relay TLS (wcs_agent_ssl) enabled", ErrBadRequest)
 		}
 	default:
-		return "", fmt.Errorf("%w: uri must be ws:// or wss://, got %q", ErrBadRequest, raw)
+		return "", fmt.Errorf("%w: uri must be ws://, wss://, http:// or https://, got %q", ErrBadRequest, raw)
 	}
 	host := strings.ToLower(u.Hostname())
 	if host == "" {
@@ -49,7 +49,7 @@ func checkURI(raw string, agentTLS bool, allow []string) (string, error) {
 		return "", fmt.Errorf("%w: uri must not carry credentials", ErrBadRequest)
 	}
 	port := u.Port()
-	if (scheme == "ws" && port == "80") || (scheme == "wss" && port == "443") {
+	if ((scheme == "ws" || scheme == "http") && port == "80") || ((scheme == "wss" || scheme == "https") && port == "443") {
 		port = ""
 	}
 	if len(allow) > 0 && !allowed(host, port, allow) {
@@ -63,7 +63,7 @@ func checkURI(raw string, agentTLS bool, allow []string) (string, error) {
 		hostport = net.JoinHostPort(host, port)
 	}
 	path := u.EscapedPath()
-	if path == "" || path == "/" {
+	if (path == "" || path == "/") && (scheme == "ws" || scheme == "wss") {
 		path = "/websocket"
 	}
 	n := scheme + "://" + hostport + path

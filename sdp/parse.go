@@ -147,13 +147,24 @@ func normalize(s string) string {
 	return b.String()
 }
 
+func hasAttribute(md *pionsdp.MediaDescription, key string) bool {
+	for _, a := range md.Attributes {
+		if a.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
 func parseMedia(md *pionsdp.MediaDescription, sessionDir string) (Media, error) {
 	m := Media{
 		Kind:      md.MediaName.Media,
 		Direction: sessionDir,
-		Rejected:  md.MediaName.Port.Value == 0,
-		Proto:     strings.Join(md.MediaName.Protos, "/"),
-		Formats:   md.MediaName.Formats,
+		// Port 0 rejects a section, except in an offer's a=bundle-only section (RFC 8843 §6; GStreamer's
+		// webrtcbin offers every section after the first that way with max-bundle).
+		Rejected: md.MediaName.Port.Value == 0 && !hasAttribute(md, "bundle-only"),
+		Proto:    strings.Join(md.MediaName.Protos, "/"),
+		Formats:  md.MediaName.Formats,
 	}
 	codecs := map[uint8]*Codec{}
 	var wildcardFB []string

@@ -181,6 +181,14 @@ func TestParseVariants(t *testing.T) {
 			t.Errorf("fallback: %v", d.Candidates)
 		}
 	})
+	t.Run("bundle-only section with port 0 is not rejected", func(t *testing.T) {
+		d := mustParse(t, minimalOffer+"a=group:BUNDLE v a\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:v\r\na=rtpmap:96 VP8/90000\r\n"+
+			"m=audio 0 UDP/TLS/RTP/SAVPF 111\r\na=mid:a\r\na=bundle-only\r\na=rtpmap:111 OPUS/48000/2\r\n"+
+			"m=audio 0 UDP/TLS/RTP/SAVPF 111\r\na=mid:r\r\n")
+		if d.Media[0].Rejected || d.Media[1].Rejected || !d.Media[2].Rejected {
+			t.Errorf("rejected flags %v %v %v", d.Media[0].Rejected, d.Media[1].Rejected, d.Media[2].Rejected)
+		}
+	})
 	t.Run("static payload types without rtpmap", func(t *testing.T) {
 		d := mustParse(t, minimalOffer+"m=audio 9 RTP/AVP 0 8 96\n")
 		if pts := codecPTs(d.Media[0].Codecs); !slices.Equal(pts, []uint8{0, 8}) || d.Media[0].Codecs[0].Name != "PCMU" {

@@ -58,6 +58,7 @@ type Config struct {
 	EdgeIdle       time.Duration
 	EdgeMaxHops    int
 	RESTToken      string
+	WHIPToken      string
 
 	LogLevel  string
 	LogFormat string
@@ -118,6 +119,7 @@ func (c *Config) flagSet() *flag.FlagSet {
 	fs.DurationVar(&c.EdgeIdle, "edge-idle-timeout", 30*time.Second, "an on-demand edge pull with no players ends after this")
 	fs.IntVar(&c.EdgeMaxHops, "edge-max-hops", 4, "the longest relay path an on-demand edge pull may extend")
 	fs.StringVar(&c.RESTToken, "rest-token", "", "bearer token required by the REST API (default: none)")
+	fs.StringVar(&c.WHIPToken, "whip-token", "", "bearer token required by WHIP/WHEP POST, PATCH and DELETE (default: none)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 	fs.IntVar(&c.PprofPort, "pprof-port", 0, "serve net/http/pprof on 127.0.0.1 at this port, for profiling (0 disables)")

@@ -25,6 +25,7 @@ import (
 	"github.com/rtcrelay/rtcrelay/rest"
 	"github.com/rtcrelay/rtcrelay/signaling"
 	"github.com/rtcrelay/rtcrelay/web"
+	"github.com/rtcrelay/rtcrelay/whip"
 )
 
 // run wires the server together and serves until ctx ends, then shuts down gracefully: every client gets its
@@ -169,9 +170,12 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		Edge:           edge,
 	})
 	api := rest.NewHandler(rest.Config{Relays: relays, Streams: &streams{sig: sig, engine: engine, relays: relays}, Connections: sig, Directory: dir, Token: cfg.RESTToken, Logger: log.With("component", "rest")})
+	whipH := whip.NewHandler(whip.Config{Engine: engine, Edge: edge, Token: cfg.WHIPToken, ServerID: serverID,
+		Logger: log.With("component", "whip")})
 	pages := web.Handler(web.Config{WSPort: cfg.WSPort, WSSPort: cfg.WSSPort})
 	httpMux := http.NewServeMux()
 	httpMux.Handle("/rest-api/", api)
+	whipH.Mount(httpMux) // /whip/, /whep/ and /rest-api/stream/publish/ (more specific than /rest-api/: it wins)
 	httpMux.Handle("GET /metrics", metricsHandler(engine.Registry(), sock))
 	httpMux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -179,6 +183,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "serverId": serverID, "socket": sock.Stats(), "signaling": sig.Stats(),
 			"directory": directoryHealth(dir),
 			"media":     map[string]any{"takeovers": ms.Takeovers, "inGrace": ms.InGrace},
+			"whip":      whipH.Stats(),
 			"edge":      map[string]any{"pullsStarted": es.PullsStarted, "pullsEnded": es.PullsEnded, "active": es.Active}})
 	})
 	httpMux.Handle("/", pages)
@@ -223,6 +228,9 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err := sig.Shutdown(sctx); err != nil {
 		log.Warn("signaling shutdown", "err", err)
 	}
+	if err := whipH.Close(sctx); err != nil {
+		log.Warn("whip shutdown", "err", err)
+	}
 	stopListeners()
 	waitListeners()
 	if err := engine.Close(sctx); err != nil {
@@ -235,13 +243,17 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	return nil
 }
 
-// agentDial is how relay agents reach other servers: as clients of the WCS WebSocket protocol.
+// agentDial is how relay agents reach other servers: as clients of the WCS WebSocket protocol (ws/wss URIs)
+// or of a WHIP/WHEP endpoint (http/https URIs).
 func agentDial(log *slog.Logger, insecure bool) relay.DialFunc {
-	dial := relay.WCSDialer(log)
+	dial, dialHTTP := relay.WCSDialer(log), relay.WHIPDialer(log)
 	return func(ctx context.Context, uri string, tlsCfg *tls.Config) (relay.Conn, error) {
 		if tlsCfg != nil && insecure {
 			tlsCfg = tlsCfg.Clone()
 			tlsCfg.InsecureSkipVerify = true
+		}
+		if relay.IsHTTP(uri) {
+			return dialHTTP(ctx, uri, tlsCfg)
 		}
 		return dial(ctx, uri, tlsCfg)
 	}
@@ -249,11 +261,14 @@ func agentDial(log *slog.Logger, insecure bool) relay.DialFunc {
 
 // agentProbe asks a remote server for its ID (loop detection) the way agentDial connects.
 func agentProbe(log *slog.Logger, insecure bool) relay.ProbeFunc {
-	probe := relay.WCSProbe(log)
+	probe, probeHTTP := relay.WCSProbe(log), relay.WHIPProbe()
 	return func(ctx context.Context, uri string, tlsCfg *tls.Config) (string, error) {
 		if tlsCfg != nil && insecure {
 			tlsCfg = tlsCfg.Clone()
 			tlsCfg.InsecureSkipVerify = true
+		}
+		if relay.IsHTTP(uri) {
+			return probeHTTP(ctx, uri, tlsCfg)
 		}
 		return probe(ctx, uri, tlsCfg)
 	}

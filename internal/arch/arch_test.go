@@ -20,15 +20,16 @@ var layer = map[string]int{
 	"forwarder": 3, // owns the send-path interfaces that session implements
 	"session":   4,
 	"media":     5,
-	"signaling": 6,
-	"relay":     7,
-	"web":       8, "rest": 8,
+	"signaling": 6, "whip": 6, // the protocols: WCS WebSocket, WHIP/WHEP over HTTP
+	"relay": 7,
+	"web":   8, "rest": 8,
 	"cmd/rtcrelay": 9,
 }
 
 // forbidden are dependencies (direct or not) a package must never have.
 var forbidden = map[string][]string{
-	"media":     {"signaling", "relay", "rest", "web"},
+	"media":     {"signaling", "relay", "rest", "web", "whip"},
+	"whip":      {"signaling", "relay", "rest", "web"},
 	"forwarder": {"ice", "session", "dtls", "srtp"},
 }
 
