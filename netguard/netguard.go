@@ -241,6 +241,11 @@ func (p *Policy) Control(_, address string, _ syscall.RawConn) error {
 }
 
 // Dialer returns a net.Dialer that applies the policy to every address it connects to.
+// It resolves with p.Resolver when that is a *net.Resolver.
 func (p *Policy) Dialer(timeout time.Duration) *net.Dialer {
-	return &net.Dialer{Timeout: timeout, Control: p.Control}
+	d := &net.Dialer{Timeout: timeout, Control: p.Control}
+	if r, ok := p.Resolver.(*net.Resolver); ok {
+		d.Resolver = r
+	}
+	return d
 }

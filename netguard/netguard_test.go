@@ -6,11 +6,10 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"golang.org/x/net/dns/dnsmessage"
+	"github.com/rtcrelay/rtcrelay/internal/dnstest"
 )
 
 func TestCheck(t *testing.T) {
@@ -76,64 +75,9 @@ func TestCheckHostSpellings(t *testing.T) {
 	}
 }
 
-// dnsServer answers A/AAAA queries from table on a loopback UDP port; a name with several entries answers them
-// in turn (a rebinding name).
-func dnsServer(t *testing.T, table map[string][]string) *net.Resolver {
-	t.Helper()
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	var n [2]atomic.Int64 // per query type (A, AAAA)
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			k, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			var msg dnsmessage.Message
-			if err := msg.Unpack(buf[:k]); err != nil || len(msg.Questions) != 1 {
-				continue
-			}
-			q := msg.Questions[0]
-			resp := dnsmessage.Message{Header: dnsmessage.Header{ID: msg.ID, Response: true, Authoritative: true}, Questions: msg.Questions}
-			entries := table[strings.TrimSuffix(q.Name.String(), ".")]
-			if len(entries) == 0 {
-				resp.RCode = dnsmessage.RCodeNameError
-			} else {
-				i := 0
-				if q.Type == dnsmessage.TypeAAAA {
-					i = 1
-				}
-				a := netip.MustParseAddr(entries[int(n[i].Add(1)-1)%len(entries)])
-				h := dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 0}
-				switch {
-				case q.Type == dnsmessage.TypeA && a.Is4():
-					h.Type = dnsmessage.TypeA
-					resp.Answers = append(resp.Answers, dnsmessage.Resource{Header: h, Body: &dnsmessage.AResource{A: a.As4()}})
-				case q.Type == dnsmessage.TypeAAAA && !a.Is4():
-					h.Type = dnsmessage.TypeAAAA
-					resp.Answers = append(resp.Answers, dnsmessage.Resource{Header: h, Body: &dnsmessage.AAAAResource{AAAA: a.As16()}})
-				}
-			}
-			out, err := resp.Pack()
-			if err == nil {
-				_, _ = pc.WriteTo(out, from)
-			}
-		}
-	}()
-	addr := pc.LocalAddr().String()
-	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "udp4", addr)
-	}}
-}
-
 // TestCheckHostNames resolves names through a real DNS server on loopback.
 func TestCheckHostNames(t *testing.T) {
-	r := dnsServer(t, map[string][]string{
+	r := dnstest.Serve(t, map[string][]string{
 		"meta.test": {"169.254.169.254"}, "mapped.test": {"::ffff:169.254.169.254"}, "mcast.test": {"239.0.0.1"},
 		"ok.test": {"127.0.0.1"},
 	})
@@ -170,13 +114,12 @@ func TestDialer(t *testing.T) {
 		}
 	}()
 	_, port, _ := net.SplitHostPort(l.Addr().String())
-	r := dnsServer(t, map[string][]string{"rebind.test": {"127.0.0.1", "169.254.169.254"}})
+	r := dnstest.Serve(t, map[string][]string{"rebind.test": {"127.0.0.1", "169.254.169.254"}})
 	p := Policy{Resolver: r}
 	if err := p.CheckHost(context.Background(), "rebind.test"); err != nil {
 		t.Fatalf("first answer: %v", err)
 	}
 	d := p.Dialer(2 * time.Second)
-	d.Resolver = r
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := d.DialContext(ctx, "tcp4", "rebind.test:"+port); err == nil || !errors.Is(err, ErrForbidden) {

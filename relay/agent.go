@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rtcrelay/rtcrelay/media"
+	"github.com/rtcrelay/rtcrelay/netguard"
 )
 
 var (
@@ -172,6 +173,11 @@ func (a *agent) run() {
 		}
 		if isClosed(localDone) {
 			a.update(func() { a.setLocked(StatusFailed, errLocalEnded.Error()) })
+			a.stop()
+			return
+		}
+		if errors.Is(err, netguard.ErrForbidden) {
+			a.log.Warn("relay agent gives up: its target is forbidden", "err", err)
 			a.stop()
 			return
 		}

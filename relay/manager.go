@@ -15,7 +15,8 @@
 // once retries until terminated (or, for a push, until its local stream ends); when it loses its remote it
 // shows PENDING until the next attempt succeeds or fails. An agent that was never established gives up after
 // RetryFailed. An agent that stopped (gave up, or its pushed stream ended) stays listed as FAILED for
-// FailedTTL and is then removed. Each new attempt after the first counts in reconnects.
+// FailedTTL and is then removed. Each new attempt after the first counts in reconnects. An agent whose connect
+// the target policy refuses (Config.Targets) stops at once, FAILED with the reason.
 package relay
 
 import (
@@ -24,11 +25,13 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/rtcrelay/rtcrelay/netguard"
 	"github.com/rtcrelay/rtcrelay/signaling"
 )
 
@@ -54,6 +57,11 @@ type Config struct {
 	// that arrived here through relays probes its target first, so that a loop (A → B → A) is refused at once
 	// with ErrLoop (409) rather than failing later at the remote.
 	Probe ProbeFunc
+
+	// Targets, when set, is the IP policy of relay targets: Push and Pull refuse a uri whose host it forbids
+	// (ErrBadRequest). Give the same policy to the dialers (WCSDialer, WHIPDialer), which check the address
+	// actually connected to; an agent whose connect is refused fails at once with the reason.
+	Targets *netguard.Policy
 
 	Logger *slog.Logger
 }
@@ -167,12 +175,35 @@ func NewManager(cfg Config) (*Manager, error) {
 // Push creates an agent that publishes local stream spec.LocalStreamName at spec.URI as
 // spec.RemoteStreamName. It returns once the agent exists; the agent connects asynchronously.
 func (m *Manager) Push(ctx context.Context, spec Spec) (AgentInfo, error) {
+	if err := m.checkTarget(ctx, spec.URI); err != nil {
+		return AgentInfo{}, err
+	}
 	return m.start(spec, DirectionPush, nil)
+}
+
+// checkTarget refuses a uri whose host the target policy forbids (a literal address, a non-standard IPv4
+// spelling, or a name that resolves to a forbidden address) with ErrBadRequest and the reason. The agents'
+// dialer checks again at connect time.
+func (m *Manager) checkTarget(ctx context.Context, uri string) error {
+	if m.cfg.Targets == nil {
+		return nil
+	}
+	u, err := url.Parse(uri)
+	if err != nil || u.Hostname() == "" {
+		return nil // checkURI says what is wrong with it
+	}
+	if err := m.cfg.Targets.CheckHost(ctx, u.Hostname()); err != nil {
+		return fmt.Errorf("%w: uri %q: %w", ErrBadRequest, uri, err)
+	}
+	return nil
 }
 
 // Pull creates an agent that plays spec.RemoteStreamName at spec.URI and publishes it here as
 // spec.LocalStreamName.
 func (m *Manager) Pull(ctx context.Context, spec Spec) (AgentInfo, error) {
+	if err := m.checkTarget(ctx, spec.URI); err != nil {
+		return AgentInfo{}, err
+	}
 	return m.start(spec, DirectionPull, nil)
 }
 

@@ -8,8 +8,11 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"log/slog"
+	"net"
 	"sync"
+	"time"
 
+	"github.com/rtcrelay/rtcrelay/netguard"
 	"github.com/rtcrelay/rtcrelay/signaling"
 )
 
@@ -17,12 +20,24 @@ import (
 // buffer drops, and the terminal status is also seen through Done).
 const statusBuffer = 16
 
-// WCSDialer returns a DialFunc over signaling.Dial.
-func WCSDialer(log *slog.Logger) DialFunc {
+// WCSDialer returns a DialFunc over signaling.Dial; guard, when set, refuses connections to forbidden
+// addresses at connect time (whatever the URI's name resolves to then).
+func WCSDialer(log *slog.Logger, guard *netguard.Policy) DialFunc {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return dialWCS(signaling.ClientConfig{Logger: log})
+	return dialWCS(signaling.ClientConfig{Logger: log, NetDial: guardDial(guard)})
+}
+
+// dialTimeout bounds an agent's TCP connect.
+const dialTimeout = 10 * time.Second
+
+// guardDial is the TCP dial of relay agents under guard (nil: the default dialer, no check).
+func guardDial(guard *netguard.Policy) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	if guard == nil {
+		return nil
+	}
+	return guard.Dialer(dialTimeout).DialContext
 }
 
 // dialWCS is WCSDialer with the client's configuration (TLS and OnStatus are set per dial).
@@ -52,12 +67,12 @@ func dialWCS(cfg signaling.ClientConfig) DialFunc {
 
 // WCSProbe returns a ProbeFunc: it connects to uri, reads the server ID from getUserData ("serverId", sent by
 // rtcrelay; "" for servers that do not send one) and disconnects.
-func WCSProbe(log *slog.Logger) ProbeFunc {
+func WCSProbe(log *slog.Logger, guard *netguard.Policy) ProbeFunc {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return func(ctx context.Context, uri string, tlsConfig *tls.Config) (string, error) {
-		c, err := signaling.Dial(ctx, uri, signaling.ClientConfig{TLS: tlsConfig, Logger: log})
+		c, err := signaling.Dial(ctx, uri, signaling.ClientConfig{TLS: tlsConfig, Logger: log, NetDial: guardDial(guard)})
 		if err != nil {
 			return "", err
 		}

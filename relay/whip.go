@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rtcrelay/rtcrelay/netguard"
 	"github.com/rtcrelay/rtcrelay/signaling"
 	"github.com/rtcrelay/rtcrelay/whip"
 )
@@ -31,21 +32,21 @@ func IsHTTP(uri string) bool {
 // WHIPDialer returns a DialFunc for http(s):// URIs: the URI is the WHIP (push) or WHEP (pull) endpoint; when
 // its path ends with "/", the remote stream name is appended. Dial itself sends nothing: each Publish/Play is
 // one POST, Stop and Close DELETE the resource. The agent's relay path goes in whip.PathHeader.
-func WHIPDialer(log *slog.Logger) DialFunc {
+func WHIPDialer(log *slog.Logger, guard *netguard.Policy) DialFunc {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return func(_ context.Context, uri string, tlsConfig *tls.Config) (Conn, error) {
-		tr := &http.Transport{TLSClientConfig: tlsConfig, Proxy: nil}
+		tr := &http.Transport{TLSClientConfig: tlsConfig, Proxy: nil, DialContext: guardDial(guard)}
 		return &whipConn{uri: uri, log: log, tr: tr, hc: &http.Client{Transport: tr}, done: make(chan struct{}),
 			sessions: map[string]*whipSession{}}, nil
 	}
 }
 
 // WHIPProbe returns a ProbeFunc for http(s):// URIs: the server ID from an OPTIONS of the endpoint.
-func WHIPProbe() ProbeFunc {
+func WHIPProbe(guard *netguard.Policy) ProbeFunc {
 	return func(ctx context.Context, uri string, tlsConfig *tls.Config) (string, error) {
-		tr := &http.Transport{TLSClientConfig: tlsConfig}
+		tr := &http.Transport{TLSClientConfig: tlsConfig, Proxy: nil, DialContext: guardDial(guard)}
 		defer tr.CloseIdleConnections()
 		c := &whip.Client{HTTP: &http.Client{Transport: tr}}
 		return c.ServerID(ctx, uri)

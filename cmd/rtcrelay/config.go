@@ -48,6 +48,8 @@ type Config struct {
 	AgentCA        string
 	AgentInsecure  bool
 	RelayAllow     []string
+	RelayAllowNet  []netip.Prefix
+	RelayDenyNet   []netip.Prefix
 	RelayFailedTTL time.Duration
 	PublisherGrace time.Duration
 	RelayNoMedia   time.Duration
@@ -108,6 +110,16 @@ func (c *Config) flagSet() *flag.FlagSet {
 	fs.Func("relay-allow", "hosts relay agents may connect to, comma-separated (default: any)", func(s string) error {
 		c.RelayAllow, _ = parseList(s, func(s string) (string, error) { return s, nil })
 		return nil
+	})
+	fs.Func("relay-allow-net", "the only networks relay agents may connect to, comma-separated CIDRs; replaces the default rules (which refuse link-local, cloud metadata, multicast, unspecified, broadcast and reserved addresses)", func(s string) error {
+		ps, err := parseList(s, netip.ParsePrefix)
+		c.RelayAllowNet = ps
+		return err
+	})
+	fs.Func("relay-deny-net", "networks relay agents must not connect to, comma-separated CIDRs, on top of the default rules (e.g. 10.0.0.0/8,172.16.0.0/12,192.168.0.0/16 for an edge on the internet)", func(s string) error {
+		ps, err := parseList(s, netip.ParsePrefix)
+		c.RelayDenyNet = ps
+		return err
 	})
 	fs.DurationVar(&c.RelayFailedTTL, "relay-failed-ttl", 60*time.Second, "how long failed relay agents stay listed")
 	fs.DurationVar(&c.PublisherGrace, "publisher-grace", 5*time.Second, "how long a stream whose publisher was lost (transport or WebSocket) stays published for a takeover by the same client or relay (0: none)")

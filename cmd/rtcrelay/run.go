@@ -21,6 +21,7 @@ import (
 	"github.com/rtcrelay/rtcrelay/dtls"
 	"github.com/rtcrelay/rtcrelay/ice"
 	"github.com/rtcrelay/rtcrelay/media"
+	"github.com/rtcrelay/rtcrelay/netguard"
 	"github.com/rtcrelay/rtcrelay/relay"
 	"github.com/rtcrelay/rtcrelay/rest"
 	"github.com/rtcrelay/rtcrelay/signaling"
@@ -139,10 +140,12 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 			return fmt.Errorf("agent-ca %s: no PEM certificates", cfg.AgentCA)
 		}
 	}
+	targets := &netguard.Policy{Allow: cfg.RelayAllowNet, Deny: cfg.RelayDenyNet}
 	relays, err := relay.NewManager(relay.Config{
 		Engine:         engine,
-		Dial:           agentDial(log.With("component", "relay-client"), cfg.AgentInsecure),
-		Probe:          agentProbe(log.With("component", "relay-client"), cfg.AgentInsecure),
+		Dial:           agentDial(log.With("component", "relay-client"), cfg.AgentInsecure, targets),
+		Probe:          agentProbe(log.With("component", "relay-client"), cfg.AgentInsecure, targets),
+		Targets:        targets,
 		ServerID:       serverID,
 		AllowHosts:     cfg.RelayAllow,
 		AgentTLS:       cfg.AgentSSL,
@@ -245,8 +248,8 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 
 // agentDial is how relay agents reach other servers: as clients of the WCS WebSocket protocol (ws/wss URIs)
 // or of a WHIP/WHEP endpoint (http/https URIs).
-func agentDial(log *slog.Logger, insecure bool) relay.DialFunc {
-	dial, dialHTTP := relay.WCSDialer(log), relay.WHIPDialer(log)
+func agentDial(log *slog.Logger, insecure bool, targets *netguard.Policy) relay.DialFunc {
+	dial, dialHTTP := relay.WCSDialer(log, targets), relay.WHIPDialer(log, targets)
 	return func(ctx context.Context, uri string, tlsCfg *tls.Config) (relay.Conn, error) {
 		if tlsCfg != nil && insecure {
 			tlsCfg = tlsCfg.Clone()
@@ -260,8 +263,8 @@ func agentDial(log *slog.Logger, insecure bool) relay.DialFunc {
 }
 
 // agentProbe asks a remote server for its ID (loop detection) the way agentDial connects.
-func agentProbe(log *slog.Logger, insecure bool) relay.ProbeFunc {
-	probe, probeHTTP := relay.WCSProbe(log), relay.WHIPProbe()
+func agentProbe(log *slog.Logger, insecure bool, targets *netguard.Policy) relay.ProbeFunc {
+	probe, probeHTTP := relay.WCSProbe(log, targets), relay.WHIPProbe(targets)
 	return func(ctx context.Context, uri string, tlsCfg *tls.Config) (string, error) {
 		if tlsCfg != nil && insecure {
 			tlsCfg = tlsCfg.Clone()
