@@ -48,6 +48,18 @@ fi
 go build ./...
 go test -race -count=1 -run '^$' ./... >/dev/null # compiles every test binary (and the race runtime) up front
 
+# Fuzzing for a bounded time (RTCRELAY_FUZZTIME per target, e.g. 10s; .ci/run sets it): every Fuzz* target of
+# every package, one after the other, before the tests. Their seed corpora run with the tests anyway.
+fuzztime="${RTCRELAY_FUZZTIME:-0}"
+if [ "$fuzztime" != 0 ] && [ $# -eq 0 ]; then
+  for pkg in $(go list ./...); do
+    for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
+      echo "test.sh: fuzzing $pkg $target for $fuzztime" >&2
+      go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg" >/dev/null
+    done
+  done
+fi
+
 args=("$@")
 if [ ${#args[@]} -eq 0 ]; then
   args=(./...)
