@@ -168,11 +168,11 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		ServerID:       serverID,
 		Edge:           edge,
 	})
-	api := rest.NewHandler(rest.Config{Relays: relays, Streams: &streams{sig: sig, engine: engine, relays: relays}, Connections: sig, Directory: dir, Token: cfg.RESTToken, Logger: log.With("component", "rest")})
+	api := rest.NewHandler(rest.Config{Relays: relays, Streams: &streams{sig: sig, engine: engine, relays: relays}, Connections: sig, Directory: dir, Metrics: streamMetrics{reg: engine.Registry()}, Token: cfg.RESTToken, Logger: log.With("component", "rest")})
 	pages := web.Handler(web.Config{WSPort: cfg.WSPort, WSSPort: cfg.WSSPort})
 	httpMux := http.NewServeMux()
 	httpMux.Handle("/rest-api/", api)
-	httpMux.Handle("GET /metrics", metricsHandler(engine.Registry(), sock))
+	httpMux.Handle("GET /metrics", metricsHandler(metricsSource{reg: engine.Registry(), sock: sock, relays: relays, sig: sig, dir: dir}))
 	httpMux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		ms, es := engine.Stats(), edge.Stats()
