@@ -27,9 +27,9 @@ func (m streamMetrics) StreamMetrics(name string) (map[string]any, bool) {
 // bits/s over the last second including RTP headers; *_LOST are packets missing by sequence number; VIDEO_NACK
 // counts sequence numbers players asked for; VIDEO_PLI counts keyframe requests (PLI) sent to the publisher.
 // VIDEO_WIDTH/HEIGHT are known for VP8 only (read from keyframes) and omitted otherwise; VIDEO_SYNC,
-// AUDIO_SYNC and VIDEO_B_FRAMES are not reported.
+// AUDIO_SYNC and VIDEO_B_FRAMES are not reported. PLAYERS (ours) counts the stream's players, relays included.
 func wcsMetrics(s forwarder.StreamStats) map[string]any {
-	m := map[string]any{}
+	m := map[string]any{"PLAYERS": s.Players} // ours: the forwarder's players, relays included
 	seen := map[string]bool{}
 	for _, t := range s.Tracks {
 		p := "AUDIO_"
