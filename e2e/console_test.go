@@ -144,7 +144,7 @@ func TestConsoleRelay(t *testing.T) {
 	}
 	last := s2.Samples[len(s2.Samples)-1]
 	t.Logf("console: %d polls, cam at %.0f kbit/s, row %q", v2.Polls, last.Rate/1000, v2.Row)
-	if last.Rate < 50e3 {
+	if last.Rate < 20e3 {
 		t.Errorf("cam bitrate %.0f bit/s: too low for the fake camera's video", last.Rate)
 	}
 	shot := filepath.Join(t.ArtifactDir(), "console.png")
