@@ -213,7 +213,7 @@ func writePrometheus(out io.Writer, s promSnapshot) error {
 		sm.Reconnects += a.Reconnects
 	}
 	for _, dir := range []string{string(relay.DirectionPush), string(relay.DirectionPull)} {
-		for _, st := range []string{"NEW", "PENDING", "PROCESSED_REMOTE", "FAILED"} {
+		for _, st := range []string{relay.StatusNew, relay.StatusPending, relay.StatusProcessedRemote, relay.StatusFailed} {
 			p.sample("rtcrelay_relays", "gauge", "Relay agents, by direction and status.", float64(counts[relayKey{dir, st}]), "direction", dir, "status", st)
 		}
 	}
