@@ -228,6 +228,7 @@ func (p *Player) handleNACK(n *rtcp.TransportLayerNack) {
 	for i := range n.Nacks {
 		n.Nacks[i].Range(func(seq uint16) bool {
 			p.stats.nacks.Add(1)
+			dt.t.media.nacks.Add(1)
 			p.st.postNACK(nackReq{dt: dt, seq: seq - off})
 			return true
 		})
@@ -245,6 +246,7 @@ func (p *Player) keyframeRequest(mediaSSRC uint32) {
 		}
 	}
 	if dt != nil && dt.t.video {
+		dt.t.media.plis.Add(1)
 		p.st.requestKeyframe(dt.t)
 	}
 }

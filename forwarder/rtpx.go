@@ -105,19 +105,25 @@ func keyframeStart(c codecKind, payload []byte) bool {
 // vp8KeyframeStart: payload descriptor (RFC 7741 §4.2) with S=1 and PID=0, then the VP8 payload header whose
 // P bit (bit 0 of the first byte) is 0 for a keyframe.
 func vp8KeyframeStart(p []byte) bool {
+	i, ok := vp8HeaderAt(p)
+	return ok && p[i]&0x01 == 0
+}
+
+// vp8HeaderAt returns the offset of the VP8 payload header of a partition start (S=1, PID=0).
+func vp8HeaderAt(p []byte) (int, bool) {
 	if len(p) < 1 || p[0]&0x10 == 0 || p[0]&0x07 != 0 {
-		return false
+		return 0, false
 	}
 	i := 1
 	if p[0]&0x80 != 0 { // X
 		if len(p) < 2 {
-			return false
+			return 0, false
 		}
 		x := p[1]
 		i = 2
 		if x&0x80 != 0 { // I: picture ID, 7 or 15 bits
 			if len(p) <= i {
-				return false
+				return 0, false
 			}
 			if p[i]&0x80 != 0 {
 				i += 2
@@ -132,7 +138,19 @@ func vp8KeyframeStart(p []byte) bool {
 			i++
 		}
 	}
-	return len(p) > i && p[i]&0x01 == 0
+	return i, len(p) > i
+}
+
+// vp8Size reads the frame size of a keyframe's first packet (RFC 6386 §9.1: 3-byte frame tag, start code
+// 9d 01 2a, then 14-bit width and height, little endian).
+func vp8Size(p []byte) (w, h uint16, ok bool) {
+	i, ok := vp8HeaderAt(p)
+	if !ok || len(p) < i+10 || p[i]&0x01 != 0 || p[i+3] != 0x9d || p[i+4] != 0x01 || p[i+5] != 0x2a {
+		return 0, 0, false
+	}
+	w = binary.LittleEndian.Uint16(p[i+6:]) & 0x3FFF
+	h = binary.LittleEndian.Uint16(p[i+8:]) & 0x3FFF
+	return w, h, w != 0 && h != 0
 }
 
 // h264KeyframeStart: an IDR slice (5) or an SPS (7) as a single NAL unit, inside a STAP-A, or at the start

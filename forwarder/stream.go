@@ -153,7 +153,9 @@ func (st *Stream) HandleRTP(p *packet.Buffer) {
 	keyframe := false
 	if t.video {
 		if l, ok := parseLayout(p.Bytes()); ok {
-			keyframe = keyframeStart(t.codec, p.Bytes()[l.payload:l.payloadEnd])
+			payload := p.Bytes()[l.payload:l.payloadEnd]
+			keyframe = keyframeStart(t.codec, payload)
+			t.countFrame(h.Marker, keyframe, h.Timestamp, payload)
 		}
 	}
 	t.store(p, keyframe)
@@ -350,6 +352,10 @@ func (st *Stream) run() {
 		}
 		if ticks%reportTicks == 0 {
 			st.sendReceiverReport()
+			now := st.mono()
+			for _, t := range st.tracks {
+				t.sampleRates(now)
+			}
 		}
 		if now := st.mono(); now-loggedAt >= int64(dropLogInterval) {
 			if d := st.Stats().Drops; d != loggedDrops {
@@ -547,6 +553,7 @@ type StreamStats struct {
 	BadRTCP              uint64
 	Players              int
 	Writers              int
+	Tracks               []TrackStats // per published track, in offer order
 }
 
 // Stats returns the stream's counters.
@@ -556,9 +563,11 @@ func (st *Stream) Stats() StreamStats {
 		NACKsDropped: st.nackDrops.Load(), PLIsSent: st.plisSent.Load(), FIRsSent: st.firsSent.Load(),
 		SenderReports: st.srsIn.Load(), BadRTCP: st.badRTCP.Load(),
 	}
+	s.Tracks = make([]TrackStats, 0, len(st.tracks))
 	for _, t := range st.tracks {
 		s.PacketsIn += t.rx.packets.Load()
 		s.BytesIn += t.rx.bytes.Load()
+		s.Tracks = append(s.Tracks, t.stats())
 	}
 	st.mu.Lock()
 	s.Players, s.Writers = len(st.players), len(st.writers)

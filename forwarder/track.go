@@ -1,8 +1,10 @@
 package forwarder
 
 import (
+	"math"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/rtcrelay/rtcrelay/packet"
@@ -46,6 +48,101 @@ type track struct {
 	fan atomic.Pointer[[]*writer]
 	// waiting counts players of this track that wait for a keyframe.
 	waiting atomic.Int32
+
+	media mediaStats
+}
+
+// mediaStats are a track's metrics counters (REST display:["metrics"], Prometheus). The reader goroutine owns
+// the plain fields and bumps the atomics; the stream's housekeeping goroutine turns counter deltas into rates
+// once a second (sampleRates), so the packet path only ever does a few atomic adds.
+type mediaStats struct {
+	lastKeyTS    uint32 // reader only: RTP timestamp of the last keyframe counted
+	keySeen      bool
+	framesAtKey  uint64
+	frames       atomic.Uint64 // video frames (packets with the marker bit)
+	keyframes    atomic.Uint64
+	gop          atomic.Uint32 // frames between the last two keyframes
+	size         atomic.Uint32 // width<<16 | height from the last keyframe, 0 = unknown (VP8 only)
+	nacks        atomic.Uint64 // sequence numbers players asked for (RTCP path)
+	plis         atomic.Uint64 // keyframe requests (PLI/FIR) received from players (RTCP path)
+	bitrate      atomic.Uint64 // bits/s over the last second (housekeeping goroutine)
+	fpsX100      atomic.Uint32 // frames/s × 100 over the last second
+	prevBytes    uint64        // housekeeping goroutine only
+	prevFrames   uint64
+	prevSampleNs int64
+}
+
+// countFrame records the frame accounting of one packet; reader goroutine only, no allocation.
+func (t *track) countFrame(marker, keyframe bool, ts uint32, payload []byte) {
+	m := &t.media
+	if marker {
+		m.frames.Add(1)
+	}
+	if !keyframe || t.codec == codecOther || (m.keySeen && m.lastKeyTS == ts) {
+		return
+	}
+	frames := m.frames.Load()
+	if m.keySeen {
+		m.gop.Store(uint32(min(frames-m.framesAtKey, math.MaxUint32)))
+	}
+	m.keySeen, m.lastKeyTS, m.framesAtKey = true, ts, frames
+	m.keyframes.Add(1)
+	if t.codec == codecVP8 {
+		if w, h, ok := vp8Size(payload); ok {
+			m.size.Store(uint32(w)<<16 | uint32(h))
+		}
+	}
+}
+
+// sampleRates turns the byte and frame counters into per-second rates; housekeeping goroutine only.
+func (t *track) sampleRates(nowNs int64) {
+	m := &t.media
+	bytes, frames := t.rx.bytes.Load(), m.frames.Load()
+	if m.prevSampleNs != 0 {
+		if dt := nowNs - m.prevSampleNs; dt > 0 {
+			m.bitrate.Store((bytes - m.prevBytes) * 8 * uint64(time.Second) / uint64(dt))
+			m.fpsX100.Store(uint32((frames - m.prevFrames) * 100 * uint64(time.Second) / uint64(dt)))
+		}
+	}
+	m.prevBytes, m.prevFrames, m.prevSampleNs = bytes, frames, nowNs
+}
+
+// TrackStats is a snapshot of one published track's metrics.
+type TrackStats struct {
+	Kind          string // "audio" or "video"
+	Codec         string // e.g. "VP8", "opus"
+	PayloadType   uint8
+	Packets       uint64
+	Bytes         uint64 // RTP payload and header octets received
+	Lost          uint64 // packets expected (by sequence number) but not received, never negative
+	Bitrate       uint64 // bits/s over the last second
+	FPS           float64
+	Frames        uint64 // video: frames received (marker bits)
+	Keyframes     uint64
+	GOP           uint32 // video: frames between the last two keyframes
+	Width, Height uint16 // video: from the last keyframe (VP8 only), 0 = unknown
+	NACKs         uint64 // sequence numbers players asked to retransmit
+	PLIs          uint64 // keyframe requests players sent
+}
+
+func (t *track) stats() TrackStats {
+	m := &t.media
+	s := TrackStats{
+		Kind: t.info.Kind, Codec: t.info.Codec.Name, PayloadType: t.info.Codec.PayloadType,
+		Packets: t.rx.packets.Load(), Bytes: t.rx.bytes.Load(), Bitrate: m.bitrate.Load(),
+		FPS: float64(m.fpsX100.Load()) / 100, Frames: m.frames.Load(), Keyframes: m.keyframes.Load(),
+		GOP: m.gop.Load(), NACKs: m.nacks.Load(), PLIs: m.plis.Load(),
+	}
+	if s.Packets > 0 {
+		expected := uint64(t.rx.extMax.Load()-t.rx.baseSeq.Load()) + 1
+		if expected > s.Packets {
+			s.Lost = expected - s.Packets
+		}
+	}
+	if sz := m.size.Load(); sz != 0 {
+		s.Width, s.Height = uint16(sz>>16), uint16(sz)
+	}
+	return s
 }
 
 func newTrack(idx int, info TrackInfo) *track {

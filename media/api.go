@@ -53,6 +53,7 @@ type OutboundStats struct {
 	Bytes   uint64  // RTP payload+header bytes of those packets
 	Bitrate float64 // bits per second over the last few seconds
 	RTTMs   float64 // round trip time from RTCP (0 = unknown)
+	Lost    uint64  // push: packets the remote reports lost (its receiver reports); pull: 0
 	// LastPacket is when the last packet (RTP or RTCP) arrived FROM the remote; zero if none yet. A pull
 	// receives RTP, a push receives at least RTCP receiver reports.
 	LastPacket time.Time

@@ -219,7 +219,9 @@ func (o *outbound) Stats() OutboundStats {
 	} else {
 		st.Packets, st.Bytes = ss.RTPOut, ss.RTPBytesOut
 		if p := o.player.Load(); p != nil {
-			st.RTTMs = float64(p.Stats().RTT) / float64(time.Millisecond)
+			ps := p.Stats()
+			st.RTTMs = float64(ps.RTT) / float64(time.Millisecond)
+			st.Lost = uint64(ps.TotalLost)
 		}
 	}
 	if d := now.Sub(o.lastRate); d >= time.Second {

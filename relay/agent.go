@@ -101,7 +101,7 @@ func (a *agent) info() AgentInfo {
 	}
 	if a.out != nil {
 		st := a.out.Stats()
-		ai.Packets, ai.Bytes, ai.Bitrate, ai.RTTMs = st.Packets, st.Bytes, st.Bitrate, st.RTTMs
+		ai.Packets, ai.Bytes, ai.Bitrate, ai.RTTMs, ai.PacketsLost = st.Packets, st.Bytes, st.Bitrate, st.RTTMs, st.Lost
 	}
 	return ai
 }

@@ -129,6 +129,7 @@ type AgentInfo struct {
 	Bytes                uint64    `json:"bytes"`
 	Bitrate              float64   `json:"bitrate"`
 	RTTMs                float64   `json:"rttMs"`
+	PacketsLost          uint64    `json:"packetsLost"`      // push: lost as the remote reports it
 	Since                time.Time `json:"since"`            // when the status last changed (RFC 3339)
 	Origin               string    `json:"origin,omitempty"` // "directory": an on-demand edge pull; absent: REST
 }

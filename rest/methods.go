@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"slices"
 
 	"github.com/rtcrelay/rtcrelay/relay"
 	"github.com/rtcrelay/rtcrelay/signaling"
@@ -99,24 +100,37 @@ type streamFilter struct {
 	Published       *bool    `json:"published"`
 	Status          string   `json:"status"`
 	SessionID       string   `json:"sessionId"`
+	Display         []string `json:"display"` // ["metrics"] adds each published stream's metrics map
+}
+
+// streamWithMetrics is a stream object with WCS's metrics map (display:["metrics"]).
+type streamWithMetrics struct {
+	signaling.StreamInfo
+	Metrics map[string]any `json:"metrics,omitempty"`
 }
 
 func (h *handler) streamsFilter(r *http.Request) (StreamsAPI, signaling.StreamFilter, error) {
+	st, f, _, err := h.streamsQuery(r)
+	return st, f, err
+}
+
+// streamsQuery decodes a /stream/ body: the filter, and whether display asks for metrics.
+func (h *handler) streamsQuery(r *http.Request) (StreamsAPI, signaling.StreamFilter, bool, error) {
 	if h.cfg.Streams == nil {
-		return nil, signaling.StreamFilter{}, fmt.Errorf("streams are %w", ErrUnavailable)
+		return nil, signaling.StreamFilter{}, false, fmt.Errorf("streams are %w", ErrUnavailable)
 	}
 	var sf streamFilter
 	if err := decodeBody(r.Body, &sf); err != nil {
-		return nil, signaling.StreamFilter{}, err
+		return nil, signaling.StreamFilter{}, false, err
 	}
 	return h.cfg.Streams, signaling.StreamFilter{
 		MediaSessionID: sf.MediaSessionID, MediaSessionIDs: sf.MediaSessionIDs, Name: sf.Name,
 		Published: sf.Published, Status: sf.Status, SessionID: sf.SessionID,
-	}, nil
+	}, slices.Contains(sf.Display, "metrics"), nil
 }
 
 func (h *handler) streamFind(r *http.Request) (any, error) {
-	st, f, err := h.streamsFilter(r)
+	st, f, metrics, err := h.streamsQuery(r)
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +138,35 @@ func (h *handler) streamFind(r *http.Request) (any, error) {
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%w: stream not found", ErrNotFound)
 	}
+	if metrics {
+		return h.withMetrics(out), nil
+	}
 	return out, nil
+}
+
+// streamMetrics is /stream/find with display:["metrics"] implied (an empty filter lists every stream, [] when
+// there is none, like find_all).
+func (h *handler) streamMetrics(r *http.Request) (any, error) {
+	st, f, _, err := h.streamsQuery(r)
+	if err != nil {
+		return nil, err
+	}
+	return h.withMetrics(st.Streams(&f)), nil
+}
+
+// withMetrics adds the metrics map to each published stream (players' entries carry none).
+func (h *handler) withMetrics(in []signaling.StreamInfo) []streamWithMetrics {
+	out := make([]streamWithMetrics, 0, len(in))
+	for _, si := range in {
+		sm := streamWithMetrics{StreamInfo: si}
+		if h.cfg.Metrics != nil && si.Published {
+			if m, ok := h.cfg.Metrics.StreamMetrics(si.Name); ok {
+				sm.Metrics = m
+			}
+		}
+		out = append(out, sm)
+	}
+	return out
 }
 
 func (h *handler) streamFindAll(*http.Request) (any, error) {

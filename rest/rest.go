@@ -61,12 +61,19 @@ type ConnectionsAPI interface {
 	Terminate(sessionID string) bool
 }
 
+// MetricsAPI gives the WCS metrics map of a published stream (display:["metrics"], /stream/metrics): keys such
+// as VIDEO_RATE, VIDEO_FPS, AUDIO_RATE with numeric values. ok is false when the stream is not published here.
+type MetricsAPI interface {
+	StreamMetrics(name string) (m map[string]any, ok bool)
+}
+
 // Config configures the handler. A nil API makes its methods answer 500 "not available".
 type Config struct {
 	Relays      RelaysAPI
 	Streams     StreamsAPI
 	Connections ConnectionsAPI
 	Directory   DirectoryAPI // the cluster's stream directory (nil: /directory/* answer 404)
+	Metrics     MetricsAPI   // stream metrics (nil: display:["metrics"] adds nothing)
 	Token       string       // bearer token; empty = no authentication
 	MaxBody     int64        // request body limit in bytes (default DefaultMaxBody)
 	Logger      *slog.Logger
@@ -105,6 +112,7 @@ func NewHandler(cfg Config) http.Handler {
 		"/stream/find":          h.streamFind,
 		"/stream/find_all":      h.streamFindAll,
 		"/stream/terminate":     h.streamTerminate,
+		"/stream/metrics":       h.streamMetrics,
 		"/connection/find":      h.connFind,
 		"/connection/find_all":  h.connFindAll,
 		"/connection/terminate": h.connTerminate,

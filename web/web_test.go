@@ -101,3 +101,29 @@ func TestNoOfficialSDKEmbedded(t *testing.T) {
 		}
 	}
 }
+
+func TestConsolePage(t *testing.T) {
+	srv := httptest.NewServer(Handler(Config{WSPort: 8080}))
+	defer srv.Close()
+	for path, want := range map[string][]string{
+		"/":             {`href="console.html"`},
+		"/console.html": {`id="token"`, `id="relayForm"`, `id="direction"`, `id="uri"`, `id="localStreamName"`, `id="remoteStreamName"`, `id="streams"`, `id="players"`, `id="relays"`, "console.js"},
+		"/console.js":   {"sessionStorage", "Authorization", "Bearer ", "/stream/metrics", "/pull/find_all", "/pull/terminate", "getContext('2d')", "window.consoleState", "setInterval(poll, 1000)"},
+	} {
+		resp, body := get(t, srv, path)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: status %d", path, resp.StatusCode)
+		}
+		for _, s := range want {
+			if !strings.Contains(body, s) {
+				t.Errorf("%s lacks %q", path, s)
+			}
+		}
+		// everything is embedded: no external scripts or styles
+		for _, s := range []string{"http://", "https://", "//cdn"} {
+			if strings.Contains(body, "src=\""+s) || strings.Contains(body, "from '"+s) {
+				t.Errorf("%s loads something external (%s)", path, s)
+			}
+		}
+	}
+}

@@ -54,7 +54,7 @@ func main() {
 	var o options
 	var bind string
 	flag.StringVar(&o.server, "server", "ws://127.0.0.1:8080", "signaling URL of the running rtcrelay")
-	flag.StringVar(&o.metrics, "metrics", "http://127.0.0.1:8081/metrics", "the server's metrics URL (GET /metrics JSON); empty: none")
+	flag.StringVar(&o.metrics, "metrics", "http://127.0.0.1:8081/metrics", "the server's metrics URL (GET /metrics, read as JSON with Accept: application/json); empty: none")
 	flag.StringVar(&o.stream, "stream", "", "stream name (default: load-<pid>)")
 	flag.IntVar(&o.players, "players", 100, "number of players")
 	flag.IntVar(&o.concurrency, "concurrency", 16, "players set up at once")
@@ -486,6 +486,7 @@ func fetchMetrics(url string) (metrics, bool) {
 	if err != nil {
 		return m, false
 	}
+	req.Header.Set("Accept", "application/json") // GET /metrics serves Prometheus text otherwise
 	resp, err := c.Do(req)
 	if err != nil {
 		return m, false

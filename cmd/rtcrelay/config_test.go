@@ -1,10 +1,12 @@
 package main
 
 import (
+	"flag"
 	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -67,4 +69,33 @@ func TestLoadConfigJSONAndErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSampleConfig loads examples/rtcrelay.conf through the real loader and checks that it names every setting
+// (set, or commented out as "# key = ..."), so the sample stays valid and complete.
+func TestSampleConfig(t *testing.T) {
+	file := filepath.Join("..", "..", "examples", "rtcrelay.conf")
+	c, err := LoadConfig([]string{"--config", file}, nil, io.Discard)
+	if err != nil {
+		t.Fatalf("the sample config does not load: %v", err)
+	}
+	if c.ListenHost != "0.0.0.0" || c.WSPort != 8080 || c.HTTPPort != 8081 || c.MediaPort != 31001 || c.ICETimeout != 10*time.Second {
+		t.Errorf("sample config = %+v", c)
+	}
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]bool{}
+	for line := range strings.SplitSeq(string(raw), "\n") {
+		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "#"))
+		if k, _, ok := strings.Cut(line, "="); ok && !strings.Contains(strings.TrimSpace(k), " ") {
+			keys[strings.TrimSpace(k)] = true
+		}
+	}
+	new(Config).flagSet().VisitAll(func(f *flag.Flag) {
+		if f.Name != "config" && !keys[f.Name] {
+			t.Errorf("examples/rtcrelay.conf does not mention %q", f.Name)
+		}
+	})
 }

@@ -12,11 +12,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rtcrelay/rtcrelay/directory"
 	"github.com/rtcrelay/rtcrelay/forwarder"
 	"github.com/rtcrelay/rtcrelay/ice"
+	"github.com/rtcrelay/rtcrelay/relay"
+	"github.com/rtcrelay/rtcrelay/signaling"
 )
 
-// processMetrics is the GET /metrics document: the process's CPU and memory, and the forwarding totals, for
+// processMetrics is the GET /metrics?format=json document: the process's CPU and memory, and the forwarding totals, for
 // load tests (bench/load) and monitoring.
 type processMetrics struct {
 	CPUSeconds float64         `json:"cpuSeconds"`    // user + system since start
@@ -43,9 +46,20 @@ const heapLiveMetric = "/gc/heap/live:bytes"
 // gcInterval bounds how often GET /metrics?gc=1 collects, so that the query cannot be used to burn CPU.
 const gcInterval = time.Second
 
-// metricsHandler serves GET /metrics. With ?gc=1 it first runs a garbage collection (at most once per gcInterval),
-// so that heapLiveBytes is exact at the moment of the query (the load test's memory per player).
-func metricsHandler(reg *forwarder.Registry, sock *ice.Socket) http.HandlerFunc {
+// metricsSource is what GET /metrics reads.
+type metricsSource struct {
+	reg    *forwarder.Registry
+	sock   *ice.Socket
+	relays *relay.Manager      // nil: no relay series
+	sig    *signaling.Server   // nil: no signaling series
+	dir    directory.Directory // nil: no directory series
+}
+
+// metricsHandler serves GET /metrics: the Prometheus text format (0.0.4) by default, the JSON document
+// (processMetrics) with ?format=json or "Accept: application/json". With ?gc=1 it first runs a garbage
+// collection (at most once per gcInterval), so that heapLiveBytes is exact at the moment of the query (the load
+// test's memory per player).
+func metricsHandler(src metricsSource) http.HandlerFunc {
 	started := time.Now()
 	var gcMu sync.Mutex
 	var lastGC time.Time
@@ -58,36 +72,70 @@ func metricsHandler(reg *forwarder.Registry, sock *ice.Socket) http.HandlerFunc 
 			}
 			gcMu.Unlock()
 		}
-		live := []metrics.Sample{{Name: heapLiveMetric}}
-		metrics.Read(live)
-		var ru syscall.Rusage
-		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		m := processMetrics{
-			CPUSeconds: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds(),
-			RSSBytes:   rss(),
-			HeapBytes:  ms.HeapInuse,
-			HeapObjs:   ms.HeapObjects,
-			StackBytes: ms.StackInuse,
-			Goroutines: runtime.NumGoroutine(),
-			Socket:     sock.Stats(),
-			UptimeSecs: time.Since(started).Seconds(),
-			GC:         ms.NumGC,
+		streams := src.reg.Streams()
+		m := readProcessMetrics(src.sock, started, streams)
+		w.Header().Set("Cache-Control", "no-store")
+		if wantsJSON(r) {
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(m)
+			return
 		}
-		if live[0].Value.Kind() == metrics.KindUint64 {
-			m.HeapLive = live[0].Value.Uint64()
+		snap := promSnapshot{proc: m, streams: streams}
+		if src.relays != nil {
+			snap.relays = src.relays.Find(relay.Filter{})
 		}
-		for _, si := range reg.Streams() {
-			m.Streams++
-			m.Players += si.Players
-			m.PacketsIn += si.Stats.PacketsIn
-			m.PacketsOut += si.Stats.PacketsOut
-			m.Drops += si.Stats.Drops
+		if src.sig != nil {
+			snap.signaling = src.sig.Stats()
 		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(m)
+		if src.dir != nil {
+			h := src.dir.Status()
+			snap.dirHealth, snap.dirStats = &h, src.dir.Stats()
+		}
+		w.Header().Set("Content-Type", promContentType)
+		_ = writePrometheus(w, snap)
 	}
+}
+
+// wantsJSON: ?format=json, or an Accept header that names application/json (and not ?format=prometheus).
+func wantsJSON(r *http.Request) bool {
+	switch r.URL.Query().Get("format") {
+	case "json":
+		return true
+	case "prometheus", "text":
+		return false
+	}
+	return strings.Contains(r.Header.Get("Accept"), "application/json")
+}
+
+func readProcessMetrics(sock *ice.Socket, started time.Time, streams []forwarder.StreamInfo) processMetrics {
+	live := []metrics.Sample{{Name: heapLiveMetric}}
+	metrics.Read(live)
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	m := processMetrics{
+		CPUSeconds: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds(),
+		RSSBytes:   rss(),
+		HeapBytes:  ms.HeapInuse,
+		HeapObjs:   ms.HeapObjects,
+		StackBytes: ms.StackInuse,
+		Goroutines: runtime.NumGoroutine(),
+		Socket:     sock.Stats(),
+		UptimeSecs: time.Since(started).Seconds(),
+		GC:         ms.NumGC,
+	}
+	if live[0].Value.Kind() == metrics.KindUint64 {
+		m.HeapLive = live[0].Value.Uint64()
+	}
+	for _, si := range streams {
+		m.Streams++
+		m.Players += si.Players
+		m.PacketsIn += si.Stats.PacketsIn
+		m.PacketsOut += si.Stats.PacketsOut
+		m.Drops += si.Stats.Drops
+	}
+	return m
 }
 
 // rss reads VmRSS from /proc/self/status (Linux); 0 elsewhere.

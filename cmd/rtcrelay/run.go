@@ -172,14 +172,14 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		ServerID:       serverID,
 		Edge:           edge,
 	})
-	api := rest.NewHandler(rest.Config{Relays: relays, Streams: &streams{sig: sig, engine: engine, relays: relays}, Connections: sig, Directory: dir, Token: cfg.RESTToken, Logger: log.With("component", "rest")})
+	api := rest.NewHandler(rest.Config{Relays: relays, Streams: &streams{sig: sig, engine: engine, relays: relays}, Connections: sig, Directory: dir, Metrics: streamMetrics{reg: engine.Registry()}, Token: cfg.RESTToken, Logger: log.With("component", "rest")})
 	whipH := whip.NewHandler(whip.Config{Engine: engine, Edge: edge, Token: cfg.WHIPToken, ServerID: serverID,
 		Logger: log.With("component", "whip")})
 	pages := web.Handler(web.Config{WSPort: cfg.WSPort, WSSPort: cfg.WSSPort})
 	httpMux := http.NewServeMux()
 	httpMux.Handle("/rest-api/", api)
 	whipH.Mount(httpMux) // /whip/, /whep/ and /rest-api/stream/publish/ (more specific than /rest-api/: it wins)
-	httpMux.Handle("GET /metrics", metricsHandler(engine.Registry(), sock))
+	httpMux.Handle("GET /metrics", metricsHandler(metricsSource{reg: engine.Registry(), sock: sock, relays: relays, sig: sig, dir: dir}))
 	httpMux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		ms, es := engine.Stats(), edge.Stats()

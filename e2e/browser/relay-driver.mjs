@@ -15,6 +15,12 @@
 //   {"id":6, "do":"sample",  "player":{"page":"B","handle":"p1"}, "publisher":{"page":"A","handle":"pub"}, "seconds":3}
 //   {"id":7, "do":"diag",    "page":"B"}     page console, peer connections, statuses
 //   {"id":8, "do":"close"}                   closes Chromium and exits
+// Plain pages (any URL, e.g. the server's own console), for the console test:
+//   {"do":"goto",  "page":"C", "url":"http://127.0.0.1:P/console.html"}   opens (or navigates) a plain tab
+//   {"do":"eval",  "page":"C", "expr":"JS expression"}                    its value (awaited, JSON)
+//   {"do":"fill",  "page":"C", "selector":"#uri", "value":"ws://…"}      fills an input or selects an option
+//   {"do":"click", "page":"C", "selector":"#start"}
+//   {"do":"screenshot", "page":"C", "path":"/abs/file.png"}
 // The Chromium flags, page hooks, SDK page server, Page wrapper and sampler come from lib.mjs, shared with driver.mjs;
 // "sample" waits (up to firstFrameTimeoutMs, default 15000) for the first decoded frame, as driver.mjs's does.
 import readline from 'node:readline';
@@ -38,6 +44,7 @@ async function main() {
   const ctx = await browser.newContext();
   await ctx.addInitScript(INIT);
   const pages = {};
+  const plain = {}; // plain tabs (goto), by name
   const reply = (o) => process.stdout.write(JSON.stringify(o) + '\n');
   const shutdown = async () => {
     closing = true;
@@ -49,6 +56,29 @@ async function main() {
 
   const handle = async (cmd) => {
     const t = cmd.timeoutMs ?? 15000;
+    if (['goto', 'eval', 'fill', 'click', 'screenshot'].includes(cmd.do)) {
+      let pp = plain[cmd.page];
+      if (cmd.do === 'goto') {
+        if (!pp) {
+          pp = plain[cmd.page] = await ctx.newPage();
+          pp.on('console', (m) => { if (m.type() === 'error') process.stderr.write(`[${cmd.page}] ${m.text()}\n`); });
+        }
+        await pp.goto(cmd.url, { timeout: t });
+        return { url: pp.url() };
+      }
+      if (!pp) throw new Error(`unknown plain page ${cmd.page}`);
+      switch (cmd.do) {
+        case 'eval': return await pp.evaluate(cmd.expr);
+        case 'fill': {
+          const tag = await pp.$eval(cmd.selector, (el) => el.tagName);
+          if (tag === 'SELECT') await pp.selectOption(cmd.selector, cmd.value, { timeout: t });
+          else await pp.fill(cmd.selector, cmd.value, { timeout: t });
+          return null;
+        }
+        case 'click': await pp.click(cmd.selector, { timeout: t }); return null;
+        case 'screenshot': await pp.screenshot({ path: cmd.path, fullPage: true }); return { path: cmd.path };
+      }
+    }
     const p = cmd.page ? pages[cmd.page] : null;
     if (cmd.page && !p && cmd.do !== 'open') throw new Error(`unknown page ${cmd.page}`);
     switch (cmd.do) {

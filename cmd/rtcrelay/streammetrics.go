@@ -1,0 +1,61 @@
+package main
+
+import (
+	"github.com/rtcrelay/rtcrelay/forwarder"
+	"github.com/rtcrelay/rtcrelay/rest"
+)
+
+// streamMetrics serves WCS's per-stream metrics map (/stream/find display:["metrics"], /stream/metrics) from
+// the forwarder's counters.
+type streamMetrics struct {
+	reg *forwarder.Registry
+}
+
+var _ rest.MetricsAPI = streamMetrics{}
+
+// StreamMetrics is the metrics map of the stream published here under name.
+func (m streamMetrics) StreamMetrics(name string) (map[string]any, bool) {
+	st, ok := m.reg.Lookup(name)
+	if !ok {
+		return nil, false
+	}
+	return wcsMetrics(st.Stats()), true
+}
+
+// wcsMetrics maps a stream's counters to WCS's metric names (docs: "Stream parameters monitoring with REST
+// API"). As in WCS, *_CODEC is the RTP payload type; *_CODEC_NAME (ours) is the codec's name. *_RATE are
+// bits/s over the last second including RTP headers; *_LOST are packets missing by sequence number; VIDEO_NACK
+// counts sequence numbers players asked for; VIDEO_PLI counts keyframe requests (PLI) sent to the publisher.
+// VIDEO_WIDTH/HEIGHT are known for VP8 only (read from keyframes) and omitted otherwise; VIDEO_SYNC,
+// AUDIO_SYNC and VIDEO_B_FRAMES are not reported. PLAYERS (ours) counts the stream's players, relays included.
+func wcsMetrics(s forwarder.StreamStats) map[string]any {
+	m := map[string]any{"PLAYERS": s.Players} // ours: the forwarder's players, relays included
+	seen := map[string]bool{}
+	for _, t := range s.Tracks {
+		p := "AUDIO_"
+		if t.Kind == "video" {
+			p = "VIDEO_"
+		}
+		if seen[p] {
+			continue // the first track of each kind, as WCS streams have one of each
+		}
+		seen[p] = true
+		m[p+"RATE"] = t.Bitrate
+		m[p+"LOST"] = t.Lost
+		m[p+"CODEC"] = t.PayloadType
+		m[p+"CODEC_NAME"] = t.Codec
+		m[p+"PACKETS"] = t.Packets
+		m[p+"NACK"] = t.NACKs
+		if p == "VIDEO_" {
+			m["VIDEO_FPS"] = t.FPS
+			m["VIDEO_PLI"] = s.PLIsSent
+			m["VIDEO_K_FRAMES"] = t.Keyframes
+			m["VIDEO_P_FRAMES"] = t.Frames - min(t.Keyframes, t.Frames)
+			m["VIDEO_GOP_SIZE"] = t.GOP
+			if t.Width != 0 {
+				m["VIDEO_WIDTH"], m["VIDEO_HEIGHT"] = t.Width, t.Height
+			}
+		}
+	}
+	return m
+}
