@@ -29,6 +29,7 @@ type processMetrics struct {
 	HeapObjs   uint64          `json:"heapObjects"`
 	StackBytes uint64          `json:"stackBytes"` // goroutine stacks (StackInuse)
 	Goroutines int             `json:"goroutines"`
+	OpenFDs    int             `json:"openFDs"` // open file descriptors (/proc/self/fd), 0 where unknown
 	Streams    int             `json:"streams"`
 	Players    int             `json:"players"`
 	PacketsIn  uint64          `json:"packetsIn"`  // RTP from publishers, all streams
@@ -121,6 +122,7 @@ func readProcessMetrics(sock *ice.Socket, started time.Time, streams []forwarder
 		HeapObjs:   ms.HeapObjects,
 		StackBytes: ms.StackInuse,
 		Goroutines: runtime.NumGoroutine(),
+		OpenFDs:    openFDs(),
 		Socket:     sock.Stats(),
 		UptimeSecs: time.Since(started).Seconds(),
 		GC:         ms.NumGC,
@@ -136,6 +138,15 @@ func readProcessMetrics(sock *ice.Socket, started time.Time, streams []forwarder
 		m.Drops += si.Stats.Drops
 	}
 	return m
+}
+
+// openFDs counts the process's open file descriptors (Linux); 0 elsewhere.
+func openFDs() int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return 0
+	}
+	return len(ents) - 1 // the directory being read is one of them
 }
 
 // rss reads VmRSS from /proc/self/status (Linux); 0 elsewhere.

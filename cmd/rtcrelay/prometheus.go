@@ -141,6 +141,7 @@ func writePrometheus(out io.Writer, s promSnapshot) error {
 	pm := s.proc
 	p.sample("rtcrelay_process_cpu_seconds_total", "counter", "User and system CPU time of the process.", pm.CPUSeconds)
 	p.sample("rtcrelay_process_resident_memory_bytes", "gauge", "Resident set size (VmRSS).", f(pm.RSSBytes))
+	p.sample("rtcrelay_process_open_fds", "gauge", "Open file descriptors.", float64(pm.OpenFDs))
 	p.sample("rtcrelay_go_heap_inuse_bytes", "gauge", "Go heap in use (HeapInuse).", f(pm.HeapBytes))
 	p.sample("rtcrelay_go_heap_live_bytes", "gauge", "Go heap reachable at the last GC.", f(pm.HeapLive))
 	p.sample("rtcrelay_go_heap_objects", "gauge", "Objects on the Go heap.", f(pm.HeapObjs))
