@@ -19,6 +19,9 @@ import (
 // same name with the same relay path and the same tracks within the grace takes it over: the players stay
 // attached and see continuous SSRCs, sequence numbers and timestamps, and get a keyframe at once.
 func (e *Engine) Publish(ctx context.Context, req PublishRequest) (Session, string, error) {
+	if err := CheckName(req.Name); err != nil {
+		return nil, "", fmt.Errorf("publish: %w", err)
+	}
 	if err := e.admit(ctx); err != nil {
 		return nil, "", fmt.Errorf("publish %q: %w", req.Name, err)
 	}
@@ -184,6 +187,9 @@ func (e *Engine) runPublisher(w *wait, s *session.Session, st *forwarder.Stream,
 // Play answers a player's offer: the stream must be published; the player's codecs and payload types are matched
 // to the publisher's; the player is attached once the transport is up.
 func (e *Engine) Play(ctx context.Context, req PlayRequest) (Session, string, error) {
+	if err := CheckName(req.Name); err != nil {
+		return nil, "", fmt.Errorf("play: %w", err)
+	}
 	if err := e.admit(ctx); err != nil {
 		return nil, "", fmt.Errorf("play %q: %w", req.Name, err)
 	}

@@ -101,6 +101,9 @@ func (e *Engine) OfferPush(ctx context.Context, name string) (Outbound, string, 
 
 // OfferPull makes an outbound recvonly session that will feed the local stream name.
 func (e *Engine) OfferPull(ctx context.Context, name string) (Outbound, string, error) {
+	if err := CheckName(name); err != nil {
+		return nil, "", fmt.Errorf("pull: %w", err)
+	}
 	if err := e.admit(ctx); err != nil {
 		return nil, "", fmt.Errorf("pull %q: %w", name, err)
 	}

@@ -31,6 +31,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rtcrelay/rtcrelay/media"
 	"github.com/rtcrelay/rtcrelay/netguard"
 	"github.com/rtcrelay/rtcrelay/signaling"
 )
@@ -217,6 +218,12 @@ type origin struct {
 func (m *Manager) start(spec Spec, dir Direction, org *origin) (AgentInfo, error) {
 	if spec.LocalStreamName == "" || spec.RemoteStreamName == "" {
 		return AgentInfo{}, fmt.Errorf("%w: localStreamName and remoteStreamName are required", ErrBadRequest)
+	}
+	if err := media.CheckName(spec.LocalStreamName); err != nil {
+		return AgentInfo{}, fmt.Errorf("%w: localStreamName: %w", ErrBadRequest, err)
+	}
+	if err := media.CheckName(spec.RemoteStreamName); err != nil {
+		return AgentInfo{}, fmt.Errorf("%w: remoteStreamName: %w", ErrBadRequest, err)
 	}
 	norm, err := checkURI(spec.URI, m.cfg.AgentTLS, m.cfg.AllowHosts)
 	if err != nil {

@@ -87,6 +87,9 @@ const (
 	InfoRestrictedAccess      = "Restricted access"
 	InfoTranscodingDisabled   = "Transcoding required, but disabled"
 	InfoPublishStreamNotReady = "Publish stream is not ready"
+	// InfoBadName starts the info of a stream refused by the name rule (media.CheckName), followed by ": " and
+	// the reason, e.g. "Invalid stream name: contains '/'". Our addition: WCS has no such text.
+	InfoBadName = "Invalid stream name"
 )
 
 // Causes that signaling itself ends streams with.
@@ -131,6 +134,9 @@ var infoTable = []struct {
 func InfoFor(err error) string {
 	if err == nil {
 		return ""
+	}
+	if ne, ok := errors.AsType[*media.NameError](err); ok {
+		return InfoBadName + ": " + ne.Reason
 	}
 	for _, row := range infoTable {
 		if errors.Is(err, row.err) {

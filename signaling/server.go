@@ -72,6 +72,7 @@ type ServerStats struct {
 	Accepted, Active                    int64
 	Malformed, Binary, Oversized        uint64
 	Unknown, QueueOverflows, MissedPong uint64
+	BadNames                            uint64 // publish/play refused by the stream name rule
 }
 
 // Server is the WCS WebSocket endpoint for browsers. It is an http.Handler
@@ -92,6 +93,7 @@ type Server struct {
 
 	accepted                              atomic.Int64
 	malformed, binary, oversized, unknown atomic.Uint64
+	badNames                              atomic.Uint64
 	overflows, missedPong                 atomic.Uint64
 }
 
@@ -204,6 +206,7 @@ func (s *Server) Stats() ServerStats {
 		Unknown:        s.unknown.Load(),
 		QueueOverflows: s.overflows.Load(),
 		MissedPong:     s.missedPong.Load(),
+		BadNames:       s.badNames.Load(),
 	}
 }
 

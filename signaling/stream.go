@@ -126,6 +126,11 @@ func (c *conn) onStart(m *Message, publish bool) {
 		fail(InfoRequestedShutdown)
 		return
 	}
+	if err := media.CheckName(req.Name); err != nil {
+		s.badNames.Add(1)
+		fail(InfoFor(err))
+		return
+	}
 	st := &stream{
 		c: c, id: req.MediaSessionID, name: req.Name, publish: publish,
 		sdp: req.SDP, custom: req.Custom, fields: fields, created: time.Now(), status: StatusPending,

@@ -461,7 +461,7 @@ func statusOf(err error) int {
 	case errors.Is(err, ErrContentType):
 		return http.StatusUnsupportedMediaType
 	case errors.Is(err, ErrBadRequest), errors.Is(err, sdp.ErrInvalid), errors.Is(err, sdp.ErrTooLarge),
-		errors.Is(err, media.ErrNoCommonCodecs):
+		errors.Is(err, media.ErrNoCommonCodecs), errors.Is(err, media.ErrBadName):
 		return http.StatusBadRequest
 	case errors.Is(err, ErrUnauthorized):
 		return http.StatusUnauthorized
