@@ -81,6 +81,9 @@ func (e *Engine) publishFeed(name string, infos []forwarder.TrackInfo, path []st
 		e.takeovers.Add(1)
 		return p.feed, true, nil
 	}
+	if m := e.cfg.MaxStreams; m > 0 && len(e.streams) >= m {
+		return nil, false, fmt.Errorf("%w: %d streams published here (--max-streams)", ErrCapacity, m)
+	}
 	f := &feed{name: name}
 	for i := range infos {
 		in := &infos[i]
@@ -197,6 +200,9 @@ func (e *Engine) Play(ctx context.Context, req PlayRequest) (Session, string, er
 	if !ok {
 		return nil, "", classify(fmt.Errorf("play %q: %w", req.Name, forwarder.ErrNotFound))
 	}
+	if m := e.cfg.MaxPlayers; m > 0 && e.players.Load() >= int64(m) {
+		return nil, "", fmt.Errorf("play %q: %w: %d players here (--max-players)", req.Name, ErrCapacity, m)
+	}
 	if len(req.Path) > 0 {
 		for _, id := range e.StreamPath(req.Name) {
 			if slices.Contains(req.Path, id) {
@@ -222,7 +228,11 @@ func (e *Engine) Play(ctx context.Context, req PlayRequest) (Session, string, er
 		s.Close(err)
 		return nil, "", fmt.Errorf("play %q: %w", req.Name, err)
 	}
-	w := e.newWait(func(cause error) { s.Close(cause) })
+	e.players.Add(1)
+	w := e.newWait(func(cause error) {
+		s.Close(cause)
+		e.players.Add(-1)
+	})
 	e.wg.Go(func() { e.runPlayer(w, s, st, tracks) })
 	return w, answer, nil
 }

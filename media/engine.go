@@ -45,7 +45,10 @@ type Config struct {
 	// the grace). It may run under the engine's lock: it must neither block nor call the engine (the
 	// cluster directory just queues the change).
 	OnStream func(StreamEvent)
-	Logger   *slog.Logger
+	// MaxStreams and MaxPlayers bound what the server holds (0: no bound): a publish of a new stream beyond
+	// MaxStreams, or a play beyond MaxPlayers players, fails with ErrCapacity.
+	MaxStreams, MaxPlayers int
+	Logger                 *slog.Logger
 }
 
 // Engine owns the stream registry and creates media sessions.
@@ -59,6 +62,7 @@ type Engine struct {
 	wg     sync.WaitGroup // every goroutine the engine started
 
 	takeovers atomic.Uint64 // publishes that took a stream over within its grace
+	players   atomic.Int64  // player sessions handed out and not closed (MaxPlayers)
 
 	mu      sync.Mutex
 	streams map[string]*published // control-path view of what is published, by name

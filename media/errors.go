@@ -24,6 +24,7 @@ var (
 	ErrDTLSFailed       = errors.New("media: DTLS failed")
 	ErrDTLSFingerprint  = errors.New("media: DTLS fingerprint mismatch")
 	ErrClosed           = errors.New("media: engine closed")
+	ErrCapacity         = errors.New("media: server at capacity")
 	// ErrInterrupted is a cause for closing a publisher's session that keeps its stream for the publisher grace
 	// (the protocol lost its client, not the client's wish); wrap it.
 	ErrInterrupted = errors.New("media: publisher interrupted")

@@ -90,6 +90,8 @@ const (
 	// InfoBadName starts the info of a stream refused by the name rule (media.CheckName), followed by ": " and
 	// the reason, e.g. "Invalid stream name: contains '/'". Our addition: WCS has no such text.
 	InfoBadName = "Invalid stream name"
+	// InfoCapacity: the server holds --max-streams streams or --max-players players (our addition).
+	InfoCapacity = "Server at capacity"
 )
 
 // Causes that signaling itself ends streams with.
@@ -119,6 +121,7 @@ var infoTable = []struct {
 	{media.ErrPublisherStopped, InfoPublisherStop},
 	{media.ErrPeerClosed, InfoUser},
 	{media.ErrClosed, InfoRequestedShutdown},
+	{media.ErrCapacity, InfoCapacity},
 	{ErrSessionDisconnect, InfoSessionDisconnect},
 	{ErrStoppedByUser, InfoUser},
 	{ErrShutdown, InfoRequestedShutdown},

@@ -477,7 +477,7 @@ func statusOf(err error) int {
 		return http.StatusPreconditionFailed
 	case errors.Is(err, ErrICERestart):
 		return http.StatusUnprocessableEntity
-	case errors.Is(err, ErrClosing), errors.Is(err, media.ErrClosed):
+	case errors.Is(err, ErrClosing), errors.Is(err, media.ErrClosed), errors.Is(err, media.ErrCapacity):
 		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError

@@ -60,6 +60,14 @@ type Config struct {
 	EdgeIdle       time.Duration
 	EdgeMaxHops    int
 	RESTToken      string
+
+	MaxStreams, MaxPlayers int
+	LimitConnRate          float64
+	LimitConnBurst         int
+	LimitConnPerIP         int
+	LimitPublishRate       float64
+	LimitPublishBurst      int
+	LimitExempt            []netip.Prefix
 	WHIPToken      string
 
 	LogLevel  string
@@ -132,6 +140,23 @@ func (c *Config) flagSet() *flag.FlagSet {
 	fs.IntVar(&c.EdgeMaxHops, "edge-max-hops", 4, "the longest relay path an on-demand edge pull may extend")
 	fs.StringVar(&c.RESTToken, "rest-token", "", "bearer token required by the REST API (default: none)")
 	fs.StringVar(&c.WHIPToken, "whip-token", "", "bearer token required by WHIP/WHEP POST, PATCH and DELETE (default: none)")
+	fs.IntVar(&c.MaxStreams, "max-streams", 1000, "streams this server publishes at most (0: no limit); beyond it a publish fails with 'Server at capacity'")
+	fs.IntVar(&c.MaxPlayers, "max-players", 2000, "players this server serves at most (0: no limit); a 2-core server forwards one 1.5 Mbit/s stream to 1000")
+	fs.Float64Var(&c.LimitConnRate, "limit-conn-rate", 20, "new WebSocket connections per second per client IP (0: no limit)")
+	fs.IntVar(&c.LimitConnBurst, "limit-conn-burst", 50, "burst of new WebSocket connections per client IP")
+	fs.IntVar(&c.LimitConnPerIP, "limit-conn-per-ip", 200, "open WebSocket connections per client IP (0: no limit)")
+	fs.Float64Var(&c.LimitPublishRate, "limit-publish-rate", 5, "publishes (WebSocket and WHIP) per second per client IP (0: no limit)")
+	fs.IntVar(&c.LimitPublishBurst, "limit-publish-burst", 20, "burst of publishes per client IP")
+	c.LimitExempt = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	fs.Func("limit-exempt", "client networks the per-IP limits do not apply to, comma-separated CIDRs (default 127.0.0.0/8,::1/128; \"none\" for none)", func(s string) error {
+		if strings.TrimSpace(s) == "none" {
+			c.LimitExempt = nil
+			return nil
+		}
+		ps, err := parseList(s, netip.ParsePrefix)
+		c.LimitExempt = ps
+		return err
+	})
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 	fs.IntVar(&c.PprofPort, "pprof-port", 0, "serve net/http/pprof on 127.0.0.1 at this port, for profiling (0 disables)")

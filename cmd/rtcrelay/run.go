@@ -124,6 +124,8 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		},
 		ServerID:       serverID,
 		PublisherGrace: cfg.PublisherGrace,
+		MaxStreams:     cfg.MaxStreams,
+		MaxPlayers:     cfg.MaxPlayers,
 		OnStream:       reg.onStream,
 		Logger:         log.With("component", "media"),
 	})
