@@ -68,7 +68,7 @@ type Config struct {
 	LimitPublishRate       float64
 	LimitPublishBurst      int
 	LimitExempt            []netip.Prefix
-	WHIPToken      string
+	WHIPToken              string
 
 	LogLevel  string
 	LogFormat string
