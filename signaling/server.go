@@ -126,6 +126,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("websocket upgrade", "remote", r.RemoteAddr, "err", err)
 		return
 	}
+	_ = nc.SetDeadline(time.Time{}) // the HTTP server's read/write timeouts do not apply to a WebSocket session
 	local := ""
 	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 		local = a.String()

@@ -80,7 +80,11 @@ func serveAll(ctx context.Context, log *slog.Logger, host string, tlsCfg *tls.Co
 		if l.tls {
 			ln = tls.NewListener(ln, tlsCfg)
 		}
-		srv := &http.Server{Handler: l.handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		// Timeouts for plain HTTP (REST, WHIP, pages, metrics); the WebSocket handler clears the deadlines of the
+		// connections it takes over, which then live by pings.
+		srv := &http.Server{Handler: l.handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 		servers = append(servers, srv)
 		scheme := map[bool]string{false: "", true: "s"}[l.tls]
 		log.Info("listener up", "listener", l.name, "addr", ln.Addr().String(), "tls", l.tls, "scheme", scheme)
