@@ -20,9 +20,9 @@ var layer = map[string]int{
 	"forwarder": 3, // owns the send-path interfaces that session implements
 	"session":   4,
 	"media":     5,
-	"signaling": 6,
-	"relay":     7,
-	"web":       8, "rest": 8,
+	"signaling": 6, "resthook": 6, // beside signaling: signaling only defines the Authorizer interface
+	"relay": 7,
+	"web":   8, "rest": 8,
 	"cmd/rtcrelay": 9,
 }
 
@@ -30,6 +30,7 @@ var layer = map[string]int{
 var forbidden = map[string][]string{
 	"media":     {"signaling", "relay", "rest", "web"},
 	"forwarder": {"ice", "session", "dtls", "srtp"},
+	"resthook":  {"signaling", "relay", "rest", "web"},
 }
 
 type pkg struct {
