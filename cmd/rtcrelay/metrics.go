@@ -14,6 +14,7 @@ import (
 
 	"github.com/rtcrelay/rtcrelay/forwarder"
 	"github.com/rtcrelay/rtcrelay/ice"
+	"github.com/rtcrelay/rtcrelay/resthook"
 )
 
 // processMetrics is the GET /metrics document: the process's CPU and memory, and the forwarding totals, for
@@ -34,6 +35,8 @@ type processMetrics struct {
 	Socket     ice.SocketStats `json:"socket"`
 	UptimeSecs float64         `json:"uptimeSeconds"`
 	GC         uint32          `json:"gcCycles"`
+	// Hooks are the REST hook counters per method (allowed, denied, errors, dropped events, mean latency).
+	Hooks map[string]resthook.MethodStats `json:"hooks,omitempty"`
 }
 
 // heapLiveMetric is the heap the last GC found reachable (runtime/metrics), the figure memory budgets are about:
@@ -45,7 +48,7 @@ const gcInterval = time.Second
 
 // metricsHandler serves GET /metrics. With ?gc=1 it first runs a garbage collection (at most once per gcInterval),
 // so that heapLiveBytes is exact at the moment of the query (the load test's memory per player).
-func metricsHandler(reg *forwarder.Registry, sock *ice.Socket) http.HandlerFunc {
+func metricsHandler(reg *forwarder.Registry, sock *ice.Socket, hooks func() map[string]resthook.MethodStats) http.HandlerFunc {
 	started := time.Now()
 	var gcMu sync.Mutex
 	var lastGC time.Time
@@ -74,6 +77,7 @@ func metricsHandler(reg *forwarder.Registry, sock *ice.Socket) http.HandlerFunc 
 			Socket:     sock.Stats(),
 			UptimeSecs: time.Since(started).Seconds(),
 			GC:         ms.NumGC,
+			Hooks:      hooks(),
 		}
 		if live[0].Value.Kind() == metrics.KindUint64 {
 			m.HeapLive = live[0].Value.Uint64()

@@ -23,6 +23,7 @@ import (
 	"github.com/rtcrelay/rtcrelay/media"
 	"github.com/rtcrelay/rtcrelay/relay"
 	"github.com/rtcrelay/rtcrelay/rest"
+	"github.com/rtcrelay/rtcrelay/resthook"
 	"github.com/rtcrelay/rtcrelay/signaling"
 	"github.com/rtcrelay/rtcrelay/web"
 )
@@ -157,6 +158,34 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return fmt.Errorf("relay manager: %w", err)
 	}
 
+	var auth signaling.Authorizer
+	var hooks *resthook.Hooks
+	if len(cfg.AppList) > 0 {
+		secret := ""
+		if cfg.HookSendHash {
+			secret = cfg.HookSecret
+		}
+		hooks, err = resthook.New(resthook.Config{Apps: cfg.AppList, Timeout: cfg.RESTTimeout, SecretKey: secret,
+			NodeID: serverID, Logger: log.With("component", "resthook")})
+		if err != nil {
+			_ = sock.Close()
+			return fmt.Errorf("apps: %w", err)
+		}
+		defer hooks.Close()
+		auth = hooks
+		keys := make([]string, 0, len(cfg.AppList))
+		for _, a := range cfg.AppList {
+			keys = append(keys, a.AppKey)
+		}
+		log.Info("REST hooks on", "apps", keys, "timeout", cfg.RESTTimeout, "signed", secret != "")
+	}
+	hookStats := func() map[string]resthook.MethodStats {
+		if hooks == nil {
+			return nil
+		}
+		return hooks.Stats()
+	}
+
 	edge := relay.NewEdge(relays, relay.EdgeConfig{Lookup: directoryLookup(dir, serverID), IdleTimeout: cfg.EdgeIdle,
 		MaxHops: cfg.EdgeMaxHops})
 	sig := signaling.NewServer(signaling.ServerConfig{
@@ -167,12 +196,13 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		ReadyTimeout:   cfg.ICETimeout + cfg.DTLSTimeout + 5*time.Second,
 		ServerID:       serverID,
 		Edge:           edge,
+		Authorizer:     auth,
 	})
 	api := rest.NewHandler(rest.Config{Relays: relays, Streams: &streams{sig: sig, engine: engine, relays: relays}, Connections: sig, Directory: dir, Token: cfg.RESTToken, Logger: log.With("component", "rest")})
 	pages := web.Handler(web.Config{WSPort: cfg.WSPort, WSSPort: cfg.WSSPort})
 	httpMux := http.NewServeMux()
 	httpMux.Handle("/rest-api/", api)
-	httpMux.Handle("GET /metrics", metricsHandler(engine.Registry(), sock))
+	httpMux.Handle("GET /metrics", metricsHandler(engine.Registry(), sock, hookStats))
 	httpMux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		ms, es := engine.Stats(), edge.Stats()
