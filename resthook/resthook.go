@@ -78,12 +78,17 @@ const (
 	maxReason = 256
 )
 
-// Errors. Every denial wraps media.ErrRestricted.
+// Errors. Every denial matches media.ErrRestricted (errors.Is) without repeating its text.
 var (
-	ErrUnknownApp = fmt.Errorf("resthook: unknown appKey: %w", media.ErrRestricted)
-	ErrDenied     = fmt.Errorf("resthook: denied by the backend: %w", media.ErrRestricted)
-	ErrBackend    = fmt.Errorf("resthook: backend failed: %w", media.ErrRestricted)
+	ErrUnknownApp error = restrictedError("resthook: unknown appKey")
+	ErrDenied     error = restrictedError("resthook: denied by the backend")
+	ErrBackend    error = restrictedError("resthook: no usable answer from the backend")
 )
+
+type restrictedError string
+
+func (e restrictedError) Error() string        { return string(e) }
+func (e restrictedError) Is(target error) bool { return target == media.ErrRestricted }
 
 // DeniedError is a backend's refusal (a non-200 status, or a failure to get an answer).
 type DeniedError struct {

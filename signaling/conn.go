@@ -280,7 +280,19 @@ func (c *conn) writeLoop() {
 				return
 			}
 		case <-c.closeCh:
-			if writeAll() != nil || c.abrupt.Load() {
+			if writeAll() != nil {
+				return
+			}
+			if c.abrupt.Load() {
+				// A frame with RSV1 set (no extension was negotiated): the browser must fail the WebSocket
+				// connection, which fires its error event, so the Web SDK reports the session FAILED.
+				f := ws.NewFrame(ws.OpText, true, nil)
+				f.Header.Rsv = ws.Rsv(true, false, false)
+				bw := bufio.NewWriter(c.nc)
+				_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+				if ws.WriteFrame(bw, f) == nil {
+					_ = bw.Flush()
+				}
 				return
 			}
 			_ = write(frame{ws.OpClose, c.closeMsg})
@@ -289,8 +301,8 @@ func (c *conn) writeLoop() {
 	}
 }
 
-// abort sends what is queued, then closes the socket without a close frame: the Web SDK sees a WebSocket error
-// and reports the session FAILED (a clean close would be DISCONNECTED).
+// abort sends what is queued, then a frame the client must reject and closes the socket without a close frame:
+// the browser fails the WebSocket, so the Web SDK reports the session FAILED (a clean close would be DISCONNECTED).
 func (c *conn) abort() {
 	c.abrupt.Store(true)
 	c.close(ws.StatusPolicyViolation, "")
