@@ -17,14 +17,32 @@ import (
 // buffer drops, and the terminal status is also seen through Done).
 const statusBuffer = 16
 
-// WCSDialer returns a DialFunc over signaling.Dial.
+type appKeyCtx struct{}
+
+// ContextWithAppKey returns ctx carrying the appKey a DialFunc presents ("" leaves the default, "defaultApp").
+func ContextWithAppKey(ctx context.Context, appKey string) context.Context {
+	if appKey == "" {
+		return ctx
+	}
+	return context.WithValue(ctx, appKeyCtx{}, appKey)
+}
+
+// AppKeyFromContext is the appKey ContextWithAppKey put in ctx ("" if none).
+func AppKeyFromContext(ctx context.Context) string {
+	k, _ := ctx.Value(appKeyCtx{}).(string)
+	return k
+}
+
+// WCSDialer returns a DialFunc over signaling.Dial; the connection presents the appKey of the dial's context
+// (ContextWithAppKey), default "defaultApp".
 func WCSDialer(log *slog.Logger) DialFunc {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return func(ctx context.Context, uri string, tlsConfig *tls.Config) (Conn, error) {
 		a := &wcsConn{subs: map[string]chan StreamStatus{}}
-		c, err := signaling.Dial(ctx, uri, signaling.ClientConfig{TLS: tlsConfig, Logger: log, OnStatus: a.onStatus})
+		c, err := signaling.Dial(ctx, uri, signaling.ClientConfig{TLS: tlsConfig, Logger: log, OnStatus: a.onStatus,
+			AppKey: AppKeyFromContext(ctx)})
 		if err != nil {
 			return nil, err
 		}
