@@ -76,6 +76,9 @@ func (c *conn) onConnection(m *Message) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		c.connecting = false
+		if c.ctx.Err() != nil {
+			return // the socket went while the backend was asked
+		}
 		if err != nil {
 			info := InfoFor(err)
 			c.log.Info("connection refused by the application backend", "appKey", appKey, "info", info, "err", err)
