@@ -259,7 +259,7 @@ func (a *agent) attempt(localDone <-chan struct{}) (established bool, err error)
 	if l := strings.ToLower(uri); strings.HasPrefix(l, "wss:") || strings.HasPrefix(l, "https:") {
 		tlsConf = a.m.tls.Clone()
 	}
-	conn, err := cfg.Dial(sctx, uri, tlsConf)
+	conn, err := cfg.Dial(ContextWithAppKey(sctx, a.spec.AppKey), uri, tlsConf)
 	if err != nil {
 		return false, fmt.Errorf("connect: %w", ctxCause(sctx, err))
 	}

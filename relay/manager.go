@@ -96,6 +96,9 @@ type Spec struct {
 	URI              string `json:"uri"`
 	LocalStreamName  string `json:"localStreamName"`
 	RemoteStreamName string `json:"remoteStreamName"`
+	// AppKey is the appKey the agent presents in its connection message (the remote's REST hooks pick their
+	// app by it); default "defaultApp".
+	AppKey string `json:"appKey,omitempty"`
 }
 
 // Direction of an agent.

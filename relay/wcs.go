@@ -20,8 +20,25 @@ import (
 // buffer drops, and the terminal status is also seen through Done).
 const statusBuffer = 16
 
+type appKeyCtx struct{}
+
+// ContextWithAppKey returns ctx carrying the appKey a DialFunc presents ("" leaves the default, "defaultApp").
+func ContextWithAppKey(ctx context.Context, appKey string) context.Context {
+	if appKey == "" {
+		return ctx
+	}
+	return context.WithValue(ctx, appKeyCtx{}, appKey)
+}
+
+// AppKeyFromContext is the appKey ContextWithAppKey put in ctx ("" if none).
+func AppKeyFromContext(ctx context.Context) string {
+	k, _ := ctx.Value(appKeyCtx{}).(string)
+	return k
+}
+
 // WCSDialer returns a DialFunc over signaling.Dial; guard, when set, refuses connections to forbidden
-// addresses at connect time (whatever the URI's name resolves to then).
+// addresses at connect time (whatever the URI's name resolves to then). The connection presents the appKey of
+// the dial's context (ContextWithAppKey), default "defaultApp".
 func WCSDialer(log *slog.Logger, guard *netguard.Policy) DialFunc {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -45,7 +62,7 @@ func dialWCS(cfg signaling.ClientConfig) DialFunc {
 	return func(ctx context.Context, uri string, tlsConfig *tls.Config) (Conn, error) {
 		a := &wcsConn{subs: map[string]chan StreamStatus{}}
 		cfg := cfg
-		cfg.TLS, cfg.OnStatus = tlsConfig, a.onStatus
+		cfg.TLS, cfg.OnStatus, cfg.AppKey = tlsConfig, a.onStatus, AppKeyFromContext(ctx)
 		c, err := signaling.Dial(ctx, uri, cfg)
 		if err != nil {
 			return nil, err

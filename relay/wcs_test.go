@@ -236,3 +236,15 @@ func TestPushLoopRefusedAtOnce(t *testing.T) {
 		})
 	}
 }
+
+func TestHookRelayAppKey(t *testing.T) {
+	m, srv, uri := setup(t, "C")
+	ai, err := m.Push(t.Context(), Spec{URI: uri, LocalStreamName: "s", RemoteStreamName: "t", AppKey: "relayApp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait(t, m, ai.LocalMediaSessionID, status(StatusProcessedRemote))
+	if conns := srv.Connections(); len(conns) != 1 || conns[0].AppKey != "relayApp" {
+		t.Fatalf("connections %+v, want appKey relayApp", conns)
+	}
+}

@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -26,6 +27,8 @@ type frame struct {
 // conn is one browser WebSocket session: the handler goroutine reads, one
 // writer goroutine owns the socket's write side and the ping ticker.
 type conn struct {
+	ctx    context.Context // ends with the session (teardown)
+	cancel context.CancelCauseFunc
 	srv    *Server
 	nc     net.Conn
 	br     io.Reader
@@ -43,11 +46,14 @@ type conn struct {
 	closeMsg  []byte
 	done      chan struct{} // closed when the writer has finished
 	missed    atomic.Int32  // pings without a pong
+	abrupt    atomic.Bool   // close the socket without a close frame (the SDK then reports the session FAILED)
 
 	created time.Time
 	// guarded by srv.mu
 	fields      map[string]json.RawMessage // the connection payload
 	established bool
+	connecting  bool               // the connect hook is running
+	appKey      string             // the connection's appKey (defaultApp when it sent none)
 	streams     map[string]*stream // by mediaSessionId
 }
 
@@ -277,23 +283,70 @@ func (c *conn) writeLoop() {
 			if writeAll() != nil {
 				return
 			}
+			if c.abrupt.Load() {
+				// A frame with RSV1 set (no extension was negotiated): the browser must fail the WebSocket
+				// connection, which fires its error event, so the Web SDK reports the session FAILED.
+				f := ws.NewFrame(ws.OpText, true, nil)
+				f.Header.Rsv = ws.Rsv(true, false, false)
+				bw := bufio.NewWriter(c.nc)
+				_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+				if ws.WriteFrame(bw, f) == nil {
+					_ = bw.Flush()
+				}
+				return
+			}
 			_ = write(frame{ws.OpClose, c.closeMsg})
 			return
 		}
 	}
 }
 
+// abort sends what is queued, then a frame the client must reject and closes the socket without a close frame:
+// the browser fails the WebSocket, so the Web SDK reports the session FAILED (a clean close would be DISCONNECTED).
+func (c *conn) abort() {
+	c.abrupt.Store(true)
+	c.close(ws.StatusPolicyViolation, "")
+}
+
 // teardown ends every stream of this connection after its socket closed.
 func (c *conn) teardown() {
 	s := c.srv
+	c.cancel(ErrSessionDisconnect)
 	var cl closers
 	s.mu.Lock()
 	for _, st := range c.streams {
 		s.endLocked(st, StatusFailed, InfoSessionDisconnect, ErrSessionDisconnect, false, &cl)
 	}
 	delete(s.conns, c.id)
+	if c.established {
+		c.notifyLocked("ConnectionStatusEvent", c.fields, map[string]any{"status": "DISCONNECTED"})
+	}
 	s.mu.Unlock()
 	cl.run()
+}
+
+// notifyLocked sends an event to the Authorizer (if any): fields plus sessionId and the extra fields.
+func (c *conn) notifyLocked(method string, fields map[string]json.RawMessage, extra map[string]any) {
+	a := c.srv.cfg.Authorizer
+	if a == nil || c.appKey == "" {
+		return
+	}
+	a.Notify(c.appKey, method, hookBody(fields, c.id, extra))
+}
+
+// hookBody is a copy of fields with sessionId and extra set, for the Authorizer.
+func hookBody(fields map[string]json.RawMessage, sessionID string, extra map[string]any) map[string]json.RawMessage {
+	b := make(map[string]json.RawMessage, len(fields)+len(extra)+1)
+	for k, v := range fields {
+		b[k] = v
+	}
+	b["sessionId"], _ = json.Marshal(sessionID)
+	for k, v := range extra {
+		if raw, err := json.Marshal(v); err == nil {
+			b[k] = raw
+		}
+	}
+	return b
 }
 
 func (c *conn) infoLocked() ConnectionInfo {

@@ -43,18 +43,61 @@ func (c *conn) handle(b []byte) {
 }
 
 // onConnection answers the handshake with getUserData: the connection fields
-// echoed plus sessionId/authToken and status ESTABLISHED.
+// echoed plus sessionId/authToken and status ESTABLISHED. With an Authorizer,
+// the connect hook decides first (off the reader goroutine); a refusal is a
+// fail message and a socket closed without a close frame (SDK session FAILED).
 func (c *conn) onConnection(m *Message) {
 	s := c.srv
 	fields := parseFields(m.Payload())
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if c.established {
+	if c.established || c.connecting {
 		c.log.Debug("repeated connection message ignored")
 		return
 	}
+	appKey := defaultAppKey
+	if v, ok := fields["appKey"]; ok {
+		var k string
+		if json.Unmarshal(v, &k) == nil && k != "" {
+			appKey = k
+		}
+	}
+	a := s.cfg.Authorizer
+	if a == nil {
+		c.establishLocked(fields, appKey)
+		return
+	}
+	c.connecting = true
+	body := hookBody(fields, c.id, nil)
+	s.streamsWG.Add(1)
+	go func() {
+		defer s.streamsWG.Done()
+		out, err := a.Call(c.ctx, appKey, "connect", body)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		c.connecting = false
+		if c.ctx.Err() != nil {
+			return // the socket went while the backend was asked
+		}
+		if err != nil {
+			info := InfoFor(err)
+			c.log.Info("connection refused by the application backend", "appKey", appKey, "info", info, "err", err)
+			c.sendMsg(MsgFail, map[string]any{"apiMethod": "ConnectionStatusEvent", "status": "FAILED", "info": info, "sessionId": c.id, "appKey": appKey})
+			c.abort()
+			return
+		}
+		if custom, ok := out["custom"]; ok {
+			fields["custom"] = custom
+		}
+		c.establishLocked(fields, appKey)
+	}()
+}
+
+func (c *conn) establishLocked(fields map[string]json.RawMessage, appKey string) {
+	s := c.srv
 	c.fields = fields
 	c.established = true
+	c.appKey = appKey
 	reply := make(map[string]any, len(fields)+6)
 	for k, v := range fields {
 		reply[k] = v
@@ -71,7 +114,8 @@ func (c *conn) onConnection(m *Message) {
 		reply["serverId"] = s.cfg.ServerID
 	}
 	c.sendMsg(MsgGetUserData, reply)
-	c.log.Info("session established", "remote", c.remote)
+	c.notifyLocked("ConnectionStatusEvent", fields, map[string]any{"status": "ESTABLISHED", "authToken": c.id})
+	c.log.Info("session established", "remote", c.remote, "appKey", appKey)
 }
 
 type availability struct {

@@ -128,8 +128,16 @@ var infoTable = []struct {
 	{ErrRESTTerminate, InfoRESTTerminate},
 }
 
+// reasoner is an error that names the info string the client sees: an application backend's reason for a
+// denial (resthook.DeniedError).
+type reasoner interface {
+	error
+	Reason() string
+}
+
 // InfoFor maps an error to the WCS info string sent with a FAILED status:
 //   - nil → "";
+//   - an error in the chain with a non-empty Reason() (a backend's denial reason) → that reason;
 //   - an error in the chain from infoTable → its string;
 //   - a *StreamError (a remote server's status, seen by a relay's client) → the remote's info;
 //   - a context deadline → "Failed by ICE timeout" (Ready did not finish);
@@ -140,6 +148,9 @@ func InfoFor(err error) string {
 	}
 	if ne, ok := errors.AsType[*media.NameError](err); ok {
 		return InfoBadName + ": " + ne.Reason
+	}
+	if r, ok := errors.AsType[reasoner](err); ok && r.Reason() != "" {
+		return r.Reason()
 	}
 	for _, row := range infoTable {
 		if errors.Is(err, row.err) {

@@ -34,7 +34,23 @@ type ServerConfig struct {
 	// Edge, when set, is asked before every playStream: it may start an on-demand pull of a stream that another
 	// server of the cluster publishes (relay.Edge) and wait until it flows here.
 	Edge Edge
+	// Authorizer, when set, is asked before a session is established and before every publish and play (WCS
+	// REST hooks: resthook.Hooks implements it) and told of status changes; nil allows everything.
+	Authorizer Authorizer
 }
+
+// Authorizer is an application backend (WCS REST hooks). Call runs a direct invocation (connect, publishStream,
+// playStream) for the connection's appKey and returns the request's fields to go on with (the backend may have
+// replaced "custom"), or an error wrapping media.ErrRestricted (an error with a Reason() string gives the info
+// the client sees). Notify sends an event (StreamStatusEvent, ConnectionStatusEvent, unPublishStream,
+// stopStream) without blocking. An unknown appKey makes Call fail.
+type Authorizer interface {
+	Call(ctx context.Context, appKey, method string, body map[string]json.RawMessage) (map[string]json.RawMessage, error)
+	Notify(appKey, method string, body map[string]json.RawMessage)
+}
+
+// defaultAppKey is the Web SDK's appKey, used for connections that send none.
+const defaultAppKey = "defaultApp"
 
 // Edge makes remote streams playable here on demand (relay.Edge implements it). Acquire returns at once for a
 // local stream; for a name that no server publishes it returns an error, after which the play goes on and fails
@@ -170,7 +186,10 @@ func (s *Server) newConn(nc net.Conn, br readerSource, remote, local string) *co
 	for n := 2; s.conns[id] != nil; n++ {
 		id = "/" + remote + "/" + local + "#" + itoa(n)
 	}
+	ctx, cancel := context.WithCancelCause(context.Background())
 	c := &conn{
+		ctx:     ctx,
+		cancel:  cancel,
 		srv:     s,
 		nc:      nc,
 		br:      br,

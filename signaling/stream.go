@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/rtcrelay/rtcrelay/media"
@@ -63,7 +64,26 @@ func statusObject(fields map[string]json.RawMessage, id, status, info string, au
 }
 
 func (st *stream) sendStatusLocked() {
-	st.c.sendMsg(MsgNotifyStreamStatusEvent, statusObject(st.fields, st.id, st.status, st.info, st.audioMuted, st.videoMuted))
+	o := statusObject(st.fields, st.id, st.status, st.info, st.audioMuted, st.videoMuted)
+	st.c.sendMsg(MsgNotifyStreamStatusEvent, o)
+	st.c.notifyStatusLocked(o, st.publish)
+}
+
+// notifyStatusLocked sends a StreamStatusEvent to the Authorizer (if any).
+func (c *conn) notifyStatusLocked(o map[string]any, publish bool) {
+	if c.srv.cfg.Authorizer == nil || c.appKey == "" {
+		return
+	}
+	mediaType := "play"
+	if publish {
+		mediaType = "publish"
+	}
+	extra := make(map[string]any, len(o)+1)
+	for k, v := range o {
+		extra[k] = v
+	}
+	extra["mediaType"] = mediaType
+	c.notifyLocked("StreamStatusEvent", nil, extra)
 }
 
 func (st *stream) infoLocked() StreamInfo {
@@ -110,7 +130,9 @@ func (c *conn) onStart(m *Message, publish bool) {
 	defer s.mu.Unlock()
 	fail := func(info string) {
 		c.log.Info("stream request refused", "message", m.Name, "name", req.Name, "mediaSessionId", req.MediaSessionID, "info", info)
-		c.sendMsg(MsgNotifyStreamStatusEvent, statusObject(fields, req.MediaSessionID, StatusFailed, info, false, false))
+		o := statusObject(fields, req.MediaSessionID, StatusFailed, info, false, false)
+		c.sendMsg(MsgNotifyStreamStatusEvent, o)
+		c.notifyStatusLocked(o, publish)
 	}
 	switch {
 	case req.MediaSessionID == "":
@@ -155,8 +177,13 @@ func (st *stream) run() {
 		answer string
 		err    error
 	)
+	// The relay path comes from the client's own custom, whatever a backend answers (loop detection).
+	path := ParsePath(st.custom)
+	if !st.authorize(log) {
+		return
+	}
 	if !st.publish && s.cfg.Edge != nil {
-		release, aerr := s.cfg.Edge.Acquire(st.ctx, st.name, ParsePath(st.custom))
+		release, aerr := s.cfg.Edge.Acquire(st.ctx, st.name, path)
 		switch {
 		case aerr == nil:
 			s.mu.Lock()
@@ -182,9 +209,9 @@ func (st *stream) run() {
 		}
 	}
 	if st.publish {
-		ms, answer, err = s.cfg.Engine.Publish(st.ctx, media.PublishRequest{Name: st.name, MediaSessionID: st.id, SDP: st.sdp, Path: ParsePath(st.custom)})
+		ms, answer, err = s.cfg.Engine.Publish(st.ctx, media.PublishRequest{Name: st.name, MediaSessionID: st.id, SDP: st.sdp, Path: path})
 	} else {
-		ms, answer, err = s.cfg.Engine.Play(st.ctx, media.PlayRequest{Name: st.name, MediaSessionID: st.id, SDP: st.sdp, Path: ParsePath(st.custom)})
+		ms, answer, err = s.cfg.Engine.Play(st.ctx, media.PlayRequest{Name: st.name, MediaSessionID: st.id, SDP: st.sdp, Path: path})
 	}
 	if err == nil && ms == nil {
 		err = errors.New("signaling: engine returned no media session")
@@ -282,6 +309,50 @@ func (st *stream) run() {
 	cl.run()
 }
 
+// authorize runs the publishStream/playStream hook of the Authorizer (if any): on a denial the stream ends
+// FAILED ("Restricted access" or the backend's reason) and authorize reports false; on an allow a custom the
+// backend returned replaces the stream's.
+func (st *stream) authorize(log *slog.Logger) bool {
+	s := st.c.srv
+	a := s.cfg.Authorizer
+	if a == nil {
+		return true
+	}
+	method := "playStream"
+	if st.publish {
+		method = "publishStream"
+	}
+	s.mu.Lock()
+	mediaType := "play"
+	if st.publish {
+		mediaType = "publish"
+	}
+	body := hookBody(st.fields, st.c.id, map[string]any{"mediaSessionId": st.id, "name": st.name, "mediaType": mediaType,
+		"createDate": st.created.UnixMilli()})
+	appKey := st.c.appKey
+	s.mu.Unlock()
+	out, err := a.Call(st.ctx, appKey, method, body)
+	var cl closers
+	s.mu.Lock()
+	defer func() {
+		s.mu.Unlock()
+		cl.run()
+	}()
+	if st.ended {
+		return false
+	}
+	if err != nil {
+		log.Info("stream refused by the application backend", "err", err)
+		s.endLocked(st, StatusFailed, InfoFor(err), err, true, &cl)
+		return false
+	}
+	if custom, ok := out["custom"]; ok {
+		st.custom = custom
+		st.fields["custom"] = custom
+	}
+	return true
+}
+
 // endLocked ends st once: status sent (if notify), media closed after the
 // lock (via cl), and, for the publisher owning the name, its players end with
 // FAILED "Stopped by publisher stop" — unless the publisher was only
@@ -338,6 +409,9 @@ func (c *conn) onStop(m *Message) {
 		return
 	}
 	publish := m.Name == MsgUnPublishStream
+	s.mu.Lock()
+	c.notifyLocked(m.Name, parseFields(p), nil)
+	s.mu.Unlock()
 	status, info, cause := StatusStopped, InfoUser, ErrStoppedByUser
 	if publish {
 		status, info = StatusUnpublished, InfoPublisherStop

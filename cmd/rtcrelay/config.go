@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/rtcrelay/rtcrelay/resthook"
 )
 
 // errHelp reports that -h was asked for and usage printed.
@@ -69,6 +71,11 @@ type Config struct {
 	LimitPublishBurst      int
 	LimitExempt            []netip.Prefix
 	WHIPToken              string
+	Apps                   string         // --apps: a file, or inline JSON (the apps key of a JSON --config file)
+	AppList                []resthook.App // parsed from Apps by Validate
+	RESTTimeout            time.Duration  // rest_request_timeout
+	HookSecret             string         // rest_hook_secret_key
+	HookSendHash           bool           // rest_hook_send_hash
 
 	LogLevel  string
 	LogFormat string
@@ -157,6 +164,18 @@ func (c *Config) flagSet() *flag.FlagSet {
 		c.LimitExempt = ps
 		return err
 	})
+	fs.StringVar(&c.Apps, "apps", "", "applications and their REST hooks backends: a JSON file (see examples/apps.json) or inline JSON (default: none, everything allowed)")
+	c.RESTTimeout = 15 * time.Second
+	fs.Func("rest-request-timeout", "how long a REST hook may take before it denies: a duration or seconds, WCS's rest_request_timeout (default 15s; 0: no limit)", func(s string) error {
+		d, err := resthook.ParseTimeout(s)
+		if err == nil && d == 0 {
+			d = -1 // no limit
+		}
+		c.RESTTimeout = d
+		return err
+	})
+	fs.StringVar(&c.HookSecret, "rest-hook-secret-key", "", "key of the REST hooks' Authorization: WCS <HMAC-MD5> header (with --rest-hook-send-hash)")
+	fs.BoolVar(&c.HookSendHash, "rest-hook-send-hash", false, "sign every REST hook body with --rest-hook-secret-key, as WCS's rest_hook_send_hash")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 	fs.IntVar(&c.PprofPort, "pprof-port", 0, "serve net/http/pprof on 127.0.0.1 at this port, for profiling (0 disables)")
@@ -282,7 +301,15 @@ func readConfigFile(name string) (map[string]string, error) {
 			switch v := v.(type) {
 			case string:
 				kv[k] = v
+			case map[string]any:
+				b, _ := json.Marshal(v)
+				kv[k] = string(b)
 			case []any:
+				if slices.ContainsFunc(v, func(e any) bool { _, ok := e.(map[string]any); return ok }) {
+					b, _ := json.Marshal(v) // a list of objects (apps): kept as JSON
+					kv[k] = string(b)
+					continue
+				}
 				parts := make([]string, len(v))
 				for i, p := range v {
 					parts[i] = fmt.Sprint(p)
@@ -346,6 +373,16 @@ func (c *Config) Validate() error {
 	}
 	if _, err := netip.ParseAddr(c.MediaBind); err != nil {
 		errs = append(errs, fmt.Errorf("media-bind: %w", err))
+	}
+	if c.Apps != "" {
+		apps, err := resthook.LoadApps(c.Apps)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		c.AppList = apps
+	}
+	if c.HookSendHash && c.HookSecret == "" {
+		errs = append(errs, errors.New("rest-hook-send-hash needs rest-hook-secret-key"))
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log-format %q: want text or json", c.LogFormat))

@@ -99,3 +99,25 @@ func TestSampleConfig(t *testing.T) {
 		}
 	})
 }
+
+func TestHookConfig(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "rtcrelay.json")
+	conf := `{"rest_request_timeout": 3, "apps": [{"name": "a", "appKey": "defaultApp", "url": "http://127.0.0.1:9/h", "methods": ["connect", "publishStream"]}]}`
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadConfig([]string{"--config", file}, nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RESTTimeout != 3*time.Second || len(c.AppList) != 1 || c.AppList[0].AppKey != "defaultApp" {
+		t.Fatalf("timeout %v apps %+v", c.RESTTimeout, c.AppList)
+	}
+	if _, err := LoadConfig([]string{"--apps", `[{"appKey":"k","methods":["bogus"]}]`}, nil, io.Discard); err == nil {
+		t.Fatal("bad apps accepted")
+	}
+	if _, err := LoadConfig([]string{"--rest-hook-send-hash"}, nil, io.Discard); err == nil {
+		t.Fatal("send-hash without a key accepted")
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/rtcrelay/rtcrelay/forwarder"
 	"github.com/rtcrelay/rtcrelay/ice"
 	"github.com/rtcrelay/rtcrelay/relay"
+	"github.com/rtcrelay/rtcrelay/resthook"
 	"github.com/rtcrelay/rtcrelay/signaling"
 )
 
@@ -38,6 +39,8 @@ type processMetrics struct {
 	Socket     ice.SocketStats `json:"socket"`
 	UptimeSecs float64         `json:"uptimeSeconds"`
 	GC         uint32          `json:"gcCycles"`
+	// Hooks are the REST hook counters per method (allowed, denied, errors, dropped events, mean latency).
+	Hooks map[string]resthook.MethodStats `json:"hooks,omitempty"`
 }
 
 // heapLiveMetric is the heap the last GC found reachable (runtime/metrics), the figure memory budgets are about:
@@ -51,9 +54,10 @@ const gcInterval = time.Second
 type metricsSource struct {
 	reg    *forwarder.Registry
 	sock   *ice.Socket
-	relays *relay.Manager      // nil: no relay series
-	sig    *signaling.Server   // nil: no signaling series
-	dir    directory.Directory // nil: no directory series
+	relays *relay.Manager                         // nil: no relay series
+	sig    *signaling.Server                      // nil: no signaling series
+	dir    directory.Directory                    // nil: no directory series
+	hooks  func() map[string]resthook.MethodStats // nil: no REST hook counters
 }
 
 // metricsHandler serves GET /metrics: the Prometheus text format (0.0.4) by default, the JSON document
@@ -75,6 +79,9 @@ func metricsHandler(src metricsSource) http.HandlerFunc {
 		}
 		streams := src.reg.Streams()
 		m := readProcessMetrics(src.sock, started, streams)
+		if src.hooks != nil {
+			m.Hooks = src.hooks()
+		}
 		w.Header().Set("Cache-Control", "no-store")
 		if wantsJSON(r) {
 			w.Header().Set("Content-Type", "application/json")

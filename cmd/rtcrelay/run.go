@@ -24,6 +24,7 @@ import (
 	"github.com/rtcrelay/rtcrelay/netguard"
 	"github.com/rtcrelay/rtcrelay/relay"
 	"github.com/rtcrelay/rtcrelay/rest"
+	"github.com/rtcrelay/rtcrelay/resthook"
 	"github.com/rtcrelay/rtcrelay/signaling"
 	"github.com/rtcrelay/rtcrelay/web"
 	"github.com/rtcrelay/rtcrelay/whip"
@@ -163,6 +164,34 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return fmt.Errorf("relay manager: %w", err)
 	}
 
+	var auth signaling.Authorizer
+	var hooks *resthook.Hooks
+	if len(cfg.AppList) > 0 {
+		secret := ""
+		if cfg.HookSendHash {
+			secret = cfg.HookSecret
+		}
+		hooks, err = resthook.New(resthook.Config{Apps: cfg.AppList, Timeout: cfg.RESTTimeout, SecretKey: secret,
+			NodeID: serverID, Logger: log.With("component", "resthook")})
+		if err != nil {
+			_ = sock.Close()
+			return fmt.Errorf("apps: %w", err)
+		}
+		defer hooks.Close()
+		auth = hooks
+		keys := make([]string, 0, len(cfg.AppList))
+		for _, a := range cfg.AppList {
+			keys = append(keys, a.AppKey)
+		}
+		log.Info("REST hooks on", "apps", keys, "timeout", cfg.RESTTimeout, "signed", secret != "")
+	}
+	hookStats := func() map[string]resthook.MethodStats {
+		if hooks == nil {
+			return nil
+		}
+		return hooks.Stats()
+	}
+
 	edge := relay.NewEdge(relays, relay.EdgeConfig{Lookup: directoryLookup(dir, serverID), IdleTimeout: cfg.EdgeIdle,
 		MaxHops: cfg.EdgeMaxHops})
 	sig := signaling.NewServer(signaling.ServerConfig{
@@ -173,6 +202,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		ReadyTimeout:   cfg.ICETimeout + cfg.DTLSTimeout + 5*time.Second,
 		ServerID:       serverID,
 		Edge:           edge,
+		Authorizer:     auth,
 	})
 	api := rest.NewHandler(rest.Config{Relays: relays, Streams: &streams{sig: sig, engine: engine, relays: relays}, Connections: sig, Directory: dir, Metrics: streamMetrics{reg: engine.Registry()}, Token: cfg.RESTToken, Logger: log.With("component", "rest")})
 	whipH := whip.NewHandler(whip.Config{Engine: engine, Edge: edge, Token: cfg.WHIPToken, ServerID: serverID,
@@ -181,7 +211,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	httpMux := http.NewServeMux()
 	httpMux.Handle("/rest-api/", api)
 	whipH.Mount(httpMux) // /whip/, /whep/ and /rest-api/stream/publish/ (more specific than /rest-api/: it wins)
-	httpMux.Handle("GET /metrics", metricsHandler(metricsSource{reg: engine.Registry(), sock: sock, relays: relays, sig: sig, dir: dir}))
+	httpMux.Handle("GET /metrics", metricsHandler(metricsSource{reg: engine.Registry(), sock: sock, relays: relays, sig: sig, dir: dir, hooks: hookStats}))
 	httpMux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		ms, es := engine.Stats(), edge.Stats()

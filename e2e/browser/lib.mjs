@@ -153,7 +153,9 @@ export class Page {
       return { url: this.spec.url };
     }
     await this.page.goto(sdkBase + '/sdk-page.html', { timeout: timeoutMs });
-    const r = await this.page.evaluate(([u, t]) => window.e2e.connect(u, t), [this.spec.ws, timeoutMs]);
+    const opts = { appKey: this.spec.appKey, custom: this.spec.custom };
+    const r = await this.page.evaluate(([u, t, o]) => window.e2e.connect(u, t, o), [this.spec.ws, timeoutMs, opts]);
+    if (this.spec.expectFail) return r; // the caller checks the session status (a refused connect)
     if (r.status !== 'ESTABLISHED') throw new Error(`page ${this.name}: session ${r.status} (${r.history.join(',')}) at ${this.spec.ws}`);
     return r;
   }

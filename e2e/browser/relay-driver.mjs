@@ -8,6 +8,7 @@
 //   {"id": n, "ok": true, "result": ...}   or   {"id": n, "ok": false, "error": "..."}
 // Commands ("page" names a browser tab; "handle" names a stream on it):
 //   {"id":1, "do":"open",    "page":"A", "ws":"ws://127.0.0.1:P"}        an official-SDK page connected to P
+//        optional "appKey", "custom" (createSession options) and "expectFail" (return the session status, even FAILED)
 //   {"id":2, "do":"publish", "page":"A", "handle":"pub", "name":"s", "timeoutMs":15000}
 //   {"id":3, "do":"play",    "page":"B", "handle":"p1", "name":"s"}
 //   {"id":4, "do":"stop"|"status"|"stats", "page":"B", "handle":"p1"}
@@ -84,7 +85,8 @@ async function main() {
     switch (cmd.do) {
       case 'open': {
         if (p) throw new Error(`page ${cmd.page} already open`);
-        const np = new Page(cmd.page, { kind: 'sdk', ws: cmd.ws }, await ctx.newPage());
+        const np = new Page(cmd.page, { kind: 'sdk', ws: cmd.ws, appKey: cmd.appKey, custom: cmd.custom, expectFail: cmd.expectFail },
+          await ctx.newPage());
         pages[cmd.page] = np;
         return np.open(sdkBase, t);
       }

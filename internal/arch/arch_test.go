@@ -20,7 +20,7 @@ var layer = map[string]int{
 	"forwarder": 3, // owns the send-path interfaces that session implements
 	"session":   4,
 	"media":     5,
-	"signaling": 6, "whip": 6, // the protocols: WCS WebSocket, WHIP/WHEP over HTTP
+	"signaling": 6, "whip": 6, "resthook": 6, // the protocols: WCS WebSocket, WHIP/WHEP over HTTP; resthook beside signaling (which defines the Authorizer interface)
 	"relay": 7,
 	"web":   8, "rest": 8,
 	"cmd/rtcrelay": 9,
@@ -31,6 +31,7 @@ var forbidden = map[string][]string{
 	"media":     {"signaling", "relay", "rest", "web", "whip"},
 	"whip":      {"signaling", "relay", "rest", "web"},
 	"forwarder": {"ice", "session", "dtls", "srtp"},
+	"resthook":  {"signaling", "relay", "rest", "web"},
 }
 
 type pkg struct {
