@@ -35,6 +35,8 @@ type conn struct {
 	id     string
 	remote string
 	log    *slog.Logger
+	// release gives back what ConnLimit gave this session (nil: nothing).
+	release func()
 
 	// The outbound queue: a slice that grows only while frames wait (most connections idle with none), bounded
 	// by the server's QueueSize; wake (capacity 1) tells the writer there is something.
@@ -59,6 +61,20 @@ type conn struct {
 
 func (c *conn) run() {
 	defer c.srv.wg.Done()
+	if c.release != nil {
+		defer c.release()
+	}
+	hs := time.AfterFunc(c.srv.cfg.HandshakeTimeout, func() {
+		c.srv.mu.Lock()
+		late := !c.established && !c.connecting // a connect hook that is still deciding has its own timeout
+		c.srv.mu.Unlock()
+		if late {
+			c.srv.handshakeTimeouts.Add(1)
+			c.log.Info("no connection message in time: closing", "timeout", c.srv.cfg.HandshakeTimeout)
+			c.close(ws.StatusPolicyViolation, "no connection message within "+c.srv.cfg.HandshakeTimeout.String())
+		}
+	})
+	defer hs.Stop()
 	go c.writeLoop()
 	err := c.readLoop()
 	switch {

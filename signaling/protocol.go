@@ -92,6 +92,8 @@ const (
 	InfoBadName = "Invalid stream name"
 	// InfoCapacity: the server holds --max-streams streams or --max-players players (our addition).
 	InfoCapacity = "Server at capacity"
+	// InfoTooMany: the client's address publishes faster than --limit-publish-rate allows (our addition).
+	InfoTooMany = "Too many requests"
 )
 
 // Causes that signaling itself ends streams with.

@@ -5,16 +5,21 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/rtcrelay/rtcrelay/limits"
 )
 
 // ServerConfig configures a Server. The zero value of every field has a
@@ -37,6 +42,28 @@ type ServerConfig struct {
 	// Authorizer, when set, is asked before a session is established and before every publish and play (WCS
 	// REST hooks: resthook.Hooks implements it) and told of status changes; nil allows everything.
 	Authorizer Authorizer
+	// ConnLimit, when set, is asked for every WebSocket upgrade (Acquire, by client IP; Release when the
+	// session ends): a refusal answers 429 before the upgrade. PublishLimit is asked (Allow) for every
+	// publishStream: a refusal fails it with InfoTooMany. *limits.Limiter implements both.
+	ConnLimit, PublishLimit Limiter
+	// HandshakeTimeout closes a session that has not sent `connection` within it; default 10 s.
+	HandshakeTimeout time.Duration
+}
+
+// Limiter is a per-client-address budget (limits.Limiter).
+type Limiter interface {
+	Allow(netip.Addr) error
+	Acquire(netip.Addr) error
+	Release(netip.Addr)
+}
+
+// remoteIP is the address part of an http.Request.RemoteAddr or a conn's remote ("" → invalid).
+func remoteIP(remote string) netip.Addr {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
 }
 
 // Authorizer is an application backend (WCS REST hooks). Call runs a direct invocation (connect, publishStream,
@@ -62,6 +89,9 @@ type Edge interface {
 func (c *ServerConfig) defaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 10 * time.Second
 	}
 	if c.PingInterval <= 0 {
 		c.PingInterval = 5 * time.Second
@@ -89,6 +119,8 @@ type ServerStats struct {
 	Malformed, Binary, Oversized        uint64
 	Unknown, QueueOverflows, MissedPong uint64
 	BadNames                            uint64 // publish/play refused by the stream name rule
+	Limited                             uint64 // upgrades and publishes refused by the per-IP limits
+	HandshakeTimeouts                   uint64 // sessions closed for sending no `connection` in time
 }
 
 // Server is the WCS WebSocket endpoint for browsers. It is an http.Handler
@@ -109,7 +141,7 @@ type Server struct {
 
 	accepted                              atomic.Int64
 	malformed, binary, oversized, unknown atomic.Uint64
-	badNames                              atomic.Uint64
+	badNames, limited, handshakeTimeouts  atomic.Uint64
 	overflows, missedPong                 atomic.Uint64
 }
 
@@ -137,8 +169,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	ip := remoteIP(r.RemoteAddr)
+	release := func() {}
+	if l := s.cfg.ConnLimit; l != nil {
+		if err := l.Acquire(ip); err != nil {
+			s.limited.Add(1)
+			s.log.Info("websocket refused", "remote", r.RemoteAddr, "err", err)
+			if le, ok := errors.AsType[*limits.Error](err); ok && le.RetryAfter > 0 {
+				w.Header().Set("Retry-After", strconv.Itoa(int(le.RetryAfter/time.Second)+1))
+			}
+			http.Error(w, err.Error(), http.StatusTooManyRequests)
+			return
+		}
+		release = func() { l.Release(ip) }
+	}
 	nc, rw, _, err := ws.UpgradeHTTP(r, w)
 	if err != nil {
+		release()
 		s.log.Debug("websocket upgrade", "remote", r.RemoteAddr, "err", err)
 		return
 	}
@@ -151,9 +198,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c := s.newConn(nc, hijackedReader(nc, rw.Reader), r.RemoteAddr, local)
 	if c == nil {
+		release()
 		_ = nc.Close()
 		return
 	}
+	c.release = release
 	s.accepted.Add(1)
 	// The connection gets a goroutine of its own, and this handler returns: net/http then lets go of its state
 	// for the hijacked connection (its 4 KB write buffer, the request), which it keeps until the handler returns.
@@ -218,15 +267,17 @@ func (s *Server) Stats() ServerStats {
 	active := int64(len(s.conns))
 	s.mu.Unlock()
 	return ServerStats{
-		Accepted:       s.accepted.Load(),
-		Active:         active,
-		Malformed:      s.malformed.Load(),
-		Binary:         s.binary.Load(),
-		Oversized:      s.oversized.Load(),
-		Unknown:        s.unknown.Load(),
-		QueueOverflows: s.overflows.Load(),
-		MissedPong:     s.missedPong.Load(),
-		BadNames:       s.badNames.Load(),
+		Accepted:          s.accepted.Load(),
+		Active:            active,
+		Malformed:         s.malformed.Load(),
+		Binary:            s.binary.Load(),
+		Oversized:         s.oversized.Load(),
+		Unknown:           s.unknown.Load(),
+		QueueOverflows:    s.overflows.Load(),
+		MissedPong:        s.missedPong.Load(),
+		BadNames:          s.badNames.Load(),
+		Limited:           s.limited.Load(),
+		HandshakeTimeouts: s.handshakeTimeouts.Load(),
 	}
 }
 

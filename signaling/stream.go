@@ -153,6 +153,14 @@ func (c *conn) onStart(m *Message, publish bool) {
 		fail(InfoFor(err))
 		return
 	}
+	if l := s.cfg.PublishLimit; publish && l != nil {
+		if err := l.Allow(remoteIP(c.remote)); err != nil {
+			s.limited.Add(1)
+			c.log.Info("publish refused", "err", err)
+			fail(InfoTooMany)
+			return
+		}
+	}
 	st := &stream{
 		c: c, id: req.MediaSessionID, name: req.Name, publish: publish,
 		sdp: req.SDP, custom: req.Custom, fields: fields, created: time.Now(), status: StatusPending,

@@ -31,6 +31,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/rtcrelay/rtcrelay/limits"
 	"github.com/rtcrelay/rtcrelay/media"
 	"github.com/rtcrelay/rtcrelay/sdp"
 )
@@ -465,6 +466,8 @@ func statusOf(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, ErrUnauthorized):
 		return http.StatusUnauthorized
+	case errors.Is(err, limits.ErrLimited):
+		return http.StatusTooManyRequests
 	case errors.Is(err, media.ErrRestricted):
 		return http.StatusForbidden
 	case errors.Is(err, ErrNoResource), errors.Is(err, media.ErrNotFound):

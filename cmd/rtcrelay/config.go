@@ -70,6 +70,7 @@ type Config struct {
 	LimitPublishRate       float64
 	LimitPublishBurst      int
 	LimitExempt            []netip.Prefix
+	WSHandshakeTimeout     time.Duration
 	WHIPToken              string
 	Apps                   string         // --apps: a file, or inline JSON (the apps key of a JSON --config file)
 	AppList                []resthook.App // parsed from Apps by Validate
@@ -149,6 +150,7 @@ func (c *Config) flagSet() *flag.FlagSet {
 	fs.StringVar(&c.WHIPToken, "whip-token", "", "bearer token required by WHIP/WHEP POST, PATCH and DELETE (default: none)")
 	fs.IntVar(&c.MaxStreams, "max-streams", 1000, "streams this server publishes at most (0: no limit); beyond it a publish fails with 'Server at capacity'")
 	fs.IntVar(&c.MaxPlayers, "max-players", 2000, "players this server serves at most (0: no limit); a 2-core server forwards one 1.5 Mbit/s stream to 1000")
+	fs.DurationVar(&c.WSHandshakeTimeout, "ws-handshake-timeout", 10*time.Second, "a WebSocket session that sends no `connection` message within this is closed")
 	fs.Float64Var(&c.LimitConnRate, "limit-conn-rate", 20, "new WebSocket connections per second per client IP (0: no limit)")
 	fs.IntVar(&c.LimitConnBurst, "limit-conn-burst", 50, "burst of new WebSocket connections per client IP")
 	fs.IntVar(&c.LimitConnPerIP, "limit-conn-per-ip", 200, "open WebSocket connections per client IP (0: no limit)")

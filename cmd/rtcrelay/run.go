@@ -20,6 +20,7 @@ import (
 	"github.com/rtcrelay/rtcrelay/directory"
 	"github.com/rtcrelay/rtcrelay/dtls"
 	"github.com/rtcrelay/rtcrelay/ice"
+	"github.com/rtcrelay/rtcrelay/limits"
 	"github.com/rtcrelay/rtcrelay/media"
 	"github.com/rtcrelay/rtcrelay/netguard"
 	"github.com/rtcrelay/rtcrelay/relay"
@@ -194,19 +195,26 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 
 	edge := relay.NewEdge(relays, relay.EdgeConfig{Lookup: directoryLookup(dir, serverID), IdleTimeout: cfg.EdgeIdle,
 		MaxHops: cfg.EdgeMaxHops})
+	connLimit := limits.New(limits.Config{Rate: limits.Rate{PerSecond: cfg.LimitConnRate, Burst: cfg.LimitConnBurst},
+		Max: cfg.LimitConnPerIP, Exempt: cfg.LimitExempt})
+	publishLimit := limits.New(limits.Config{Rate: limits.Rate{PerSecond: cfg.LimitPublishRate, Burst: cfg.LimitPublishBurst},
+		Exempt: cfg.LimitExempt})
 	sig := signaling.NewServer(signaling.ServerConfig{
-		Engine:         engine,
-		Logger:         log.With("component", "signaling"),
-		PingInterval:   cfg.PingInterval,
-		MaxMissedPongs: cfg.PingProbes,
-		ReadyTimeout:   cfg.ICETimeout + cfg.DTLSTimeout + 5*time.Second,
-		ServerID:       serverID,
-		Edge:           edge,
-		Authorizer:     auth,
+		Engine:           engine,
+		Logger:           log.With("component", "signaling"),
+		PingInterval:     cfg.PingInterval,
+		MaxMissedPongs:   cfg.PingProbes,
+		ReadyTimeout:     cfg.ICETimeout + cfg.DTLSTimeout + 5*time.Second,
+		ServerID:         serverID,
+		Edge:             edge,
+		Authorizer:       auth,
+		ConnLimit:        connLimit,
+		PublishLimit:     publishLimit,
+		HandshakeTimeout: cfg.WSHandshakeTimeout,
 	})
 	api := rest.NewHandler(rest.Config{Relays: relays, Streams: &streams{sig: sig, engine: engine, relays: relays}, Connections: sig, Directory: dir, Metrics: streamMetrics{reg: engine.Registry()}, Token: cfg.RESTToken, Logger: log.With("component", "rest")})
 	whipH := whip.NewHandler(whip.Config{Engine: engine, Edge: edge, Token: cfg.WHIPToken, ServerID: serverID,
-		Logger: log.With("component", "whip")})
+		Authorize: whipAuthorize(hooks, publishLimit), Logger: log.With("component", "whip")})
 	pages := web.Handler(web.Config{WSPort: cfg.WSPort, WSSPort: cfg.WSSPort})
 	httpMux := http.NewServeMux()
 	httpMux.Handle("/rest-api/", api)
@@ -306,5 +314,28 @@ func agentProbe(log *slog.Logger, insecure bool, targets *netguard.Policy) relay
 			return probeHTTP(ctx, uri, tlsCfg)
 		}
 		return probe(ctx, uri, tlsCfg)
+	}
+}
+
+// whipAuthorize is the WHIP/WHEP handler's check before a publish or play: the per-IP publish rate, then the
+// REST hooks (publishStream / playStream of the "defaultApp" app, as for WebSocket clients), when configured.
+func whipAuthorize(hooks *resthook.Hooks, publishLimit *limits.Limiter) func(ctx context.Context, req whip.AuthRequest) error {
+	return func(ctx context.Context, req whip.AuthRequest) error {
+		if req.Kind == "publish" {
+			if ap, err := netip.ParseAddrPort(req.RemoteAddr); err == nil {
+				if err := publishLimit.Allow(ap.Addr().Unmap()); err != nil {
+					return err
+				}
+			}
+		}
+		if hooks == nil {
+			return nil
+		}
+		kind := resthook.Publish
+		if req.Kind == "play" {
+			kind = resthook.Play
+		}
+		_, err := hooks.Authorize(ctx, resthook.Call{Kind: kind, Name: req.Name, Token: req.Token, RemoteAddr: req.RemoteAddr})
+		return err
 	}
 }
