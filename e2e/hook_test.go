@@ -124,7 +124,7 @@ func TestHookBrowser(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	_, body := restCall(t, srv.HTTP, "/metrics", nil)
+	_, body := restCall(t, srv.HTTP, "/metrics?format=json", nil)
 	var m struct {
 		Hooks map[string]struct {
 			Allowed, Denied, Errors uint64
@@ -140,4 +140,48 @@ func TestHookBrowser(t *testing.T) {
 	}
 	t.Logf("publish→PUBLISHING %v; hook latency (mean): connect %.2f ms, publishStream %.2f ms, playStream %.2f ms",
 		publishTime, m.Hooks["connect"].MeanMs, pub.MeanMs, m.Hooks["playStream"].MeanMs)
+}
+
+// TestHookWHIP: WHIP and WHEP go through the same REST hooks: the backend allows "allowed" and denies
+// "denied" (403 with the reason).
+func TestHookWHIP(t *testing.T) {
+	hb := &hookBackend{}
+	backend := httptest.NewServer(hb)
+	defer backend.Close()
+	apps := filepath.Join(t.TempDir(), "apps.json")
+	doc := `{"apps":[{"name":"test","appKey":"defaultApp","url":"` + backend.URL + `/rtcrelay","methods":["publishStream","playStream"]}]}`
+	if err := os.WriteFile(apps, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := startServer(t, ServerOpts{Name: "hooks-whip", ExtraArgs: []string{"--apps", apps}})
+	post := func(path, offer string) int {
+		req, err := http.NewRequest(http.MethodPost, srv.HTTP+path, strings.NewReader(offer))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/sdp")
+		req.Header.Set("Authorization", "Bearer app-token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusForbidden && !strings.Contains(string(b), "denied by the backend") {
+			t.Errorf("POST %s: 403 %q, want the reason", path, b)
+		}
+		return resp.StatusCode
+	}
+	if code := post("/whip/denied", validOffer(t)); code != http.StatusForbidden {
+		t.Fatalf("WHIP publish of a denied name: %d, want 403", code)
+	}
+	if code := post("/whip/allowed", validOffer(t)); code != http.StatusCreated {
+		t.Fatalf("WHIP publish of an allowed name: %d, want 201", code)
+	}
+	if code := post("/whep/denied", validOffer(t)); code != http.StatusForbidden {
+		t.Fatalf("WHEP play of a denied name: %d, want 403", code)
+	}
+	if !hb.saw(&hb.calls, "publishStream:denied") || !hb.saw(&hb.calls, "publishStream:allowed") || !hb.saw(&hb.calls, "playStream:denied") {
+		t.Fatalf("backend calls %v", hb.calls)
+	}
 }
