@@ -48,6 +48,7 @@ type conn struct {
 	closeMsg  []byte
 	done      chan struct{} // closed when the writer has finished
 	missed    atomic.Int32  // pings without a pong
+	bad       int           // malformed, unknown or binary messages so far (reader goroutine only)
 	abrupt    atomic.Bool   // close the socket without a close frame (the SDK then reports the session FAILED)
 
 	created time.Time
@@ -144,7 +145,8 @@ func (c *conn) readLoop() error {
 		}
 		if hdr.OpCode == ws.OpBinary {
 			c.srv.binary.Add(1)
-			c.log.Error("binary frame ignored", "length", len(payload))
+			c.log.Info("binary frame", "length", len(payload))
+			c.badMessage("", "Binary frames are not part of the protocol: send JSON text frames")
 			continue
 		}
 		c.handle(payload)

@@ -2,6 +2,8 @@ package signaling
 
 import (
 	"encoding/json"
+
+	"github.com/gobwas/ws"
 )
 
 // handle dispatches one text message from the browser.
@@ -10,7 +12,8 @@ func (c *conn) handle(b []byte) {
 	m, err := DecodeMessage(b)
 	if err != nil {
 		s.malformed.Add(1)
-		c.log.Error("malformed message ignored", "err", err, "length", len(b))
+		c.log.Info("malformed message", "err", err, "length", len(b))
+		c.badMessage("", "Malformed message: "+err.Error())
 		return
 	}
 	switch m.Name {
@@ -38,8 +41,43 @@ func (c *conn) handle(b []byte) {
 		c.log.Debug("message ignored", "message", m.Name)
 	default:
 		s.unknown.Add(1)
-		c.log.Debug("unknown message ignored", "message", m.Name)
+		c.log.Info("unknown message", "message", m.Name)
+		c.badMessage(m.Name, "Unknown message: "+m.Name)
 	}
+}
+
+// maxBadMessages is how many malformed, unknown or binary messages a session may send: each one is answered
+// with a `fail` naming the problem (the Web SDK fires its WARN callback with it), and the next one closes the
+// session (1008). The bound is also the rate limit of the answers.
+const maxBadMessages = 16
+
+// maxFailInfo bounds the info text of a fail (a decoder's error quotes the input).
+const maxFailInfo = 200
+
+// badMessage answers a message the server cannot act on. Reader goroutine only.
+func (c *conn) badMessage(apiMethod, info string) {
+	c.bad++
+	if c.bad > maxBadMessages {
+		c.srv.badClosed.Add(1)
+		c.log.Warn("too many malformed messages, closing", "limit", maxBadMessages)
+		c.close(ws.StatusPolicyViolation, "too many malformed messages")
+		return
+	}
+	if len(info) > maxFailInfo {
+		info = info[:maxFailInfo] + "…"
+	}
+	if apiMethod == "" {
+		apiMethod = "unknown"
+	}
+	c.sendMsg(MsgFail, map[string]any{"apiMethod": apiMethod, "info": info})
+}
+
+// malformedData is the info of a message whose data is missing (err nil) or does not decode.
+func malformedData(name string, err error) string {
+	if err == nil {
+		return "Malformed " + name + ": no data object"
+	}
+	return "Malformed " + name + ": " + err.Error()
 }
 
 // onConnection answers the handshake with getUserData: the connection fields
@@ -128,7 +166,8 @@ func (c *conn) onAvailable(m *Message) {
 	var req streamRequest
 	if err := m.DecodePayload(&req); err != nil || m.Payload() == nil {
 		c.srv.malformed.Add(1)
-		c.log.Error("malformed availableStream", "err", err)
+		c.log.Info("malformed availableStream", "err", err)
+		c.badMessage(m.Name, malformedData(m.Name, err))
 		return
 	}
 	a := availability{ID: req.MediaSessionID, Status: "false", Info: InfoStreamNotFound}
@@ -148,7 +187,8 @@ func (c *conn) onSendData(m *Message) {
 	var req sendDataRequest
 	if err := m.DecodePayload(&req); err != nil || m.Payload() == nil {
 		c.srv.malformed.Add(1)
-		c.log.Error("malformed sendData", "err", err)
+		c.log.Info("malformed sendData", "err", err)
+		c.badMessage(m.Name, malformedData(m.Name, err))
 		return
 	}
 	c.sendMsg(MsgDataStatusEvent, dataStatus{OperationID: req.OperationID, Status: "ACCEPTED"})
@@ -160,7 +200,8 @@ func (c *conn) onSnapshot(m *Message) {
 	var req streamRequest
 	if err := m.DecodePayload(&req); err != nil || m.Payload() == nil {
 		c.srv.malformed.Add(1)
-		c.log.Error("malformed snapshot", "err", err)
+		c.log.Info("malformed snapshot", "err", err)
+		c.badMessage(m.Name, malformedData(m.Name, err))
 		return
 	}
 	payload, _ := json.Marshal(map[string]string{"info": "Snapshot is not supported"})

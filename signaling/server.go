@@ -121,6 +121,7 @@ type ServerStats struct {
 	BadNames                            uint64 // publish/play refused by the stream name rule
 	Limited                             uint64 // upgrades and publishes refused by the per-IP limits
 	HandshakeTimeouts                   uint64 // sessions closed for sending no `connection` in time
+	BadClosed                           uint64 // sessions closed after too many malformed messages
 }
 
 // Server is the WCS WebSocket endpoint for browsers. It is an http.Handler
@@ -142,6 +143,7 @@ type Server struct {
 	accepted                              atomic.Int64
 	malformed, binary, oversized, unknown atomic.Uint64
 	badNames, limited, handshakeTimeouts  atomic.Uint64
+	badClosed                             atomic.Uint64
 	overflows, missedPong                 atomic.Uint64
 }
 
@@ -278,6 +280,7 @@ func (s *Server) Stats() ServerStats {
 		BadNames:          s.badNames.Load(),
 		Limited:           s.limited.Load(),
 		HandshakeTimeouts: s.handshakeTimeouts.Load(),
+		BadClosed:         s.badClosed.Load(),
 	}
 }
 

@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -335,30 +336,41 @@ func TestBadInput(t *testing.T) {
 		c.send(MsgPing, nil)
 		c.expect(MsgPong)
 	}
-	for _, raw := range []string{
-		`{not json`,
-		`[]`,
-		`{"message":42}`,
-		`{"data":[{}]}`,
-		`{"message":"frobnicate","data":[{}]}`,
-		`{"message":"publishStream"}`,
-		`{"message":"publishStream","data":[null]}`,
-		`{"message":"publishStream","data":["str"]}`,
-		`{"message":"playStream","data":[{"mediaSessionId":5}]}`,
-		`{"message":"unPublishStream"}`,
-		`{"message":"sendStreamEvent","data":[]}`,
-		`{"message":"availableStream","data":[1]}`,
-		`{"message":"sendData"}`,
-		`{"message":"snapshot","data":[[]]}`,
-		`{"message":"pushLogs","data":[{"logs":"x"}]}`,
+	// Every class of bad message gets a fail naming the problem within a second, and the session lives on.
+	for _, tc := range []struct{ raw, api, info string }{
+		{`{not json`, "unknown", "Malformed message: "},
+		{`[]`, "unknown", "Malformed message: "},
+		{`{"message":42}`, "unknown", "Malformed message: "},
+		{`{"data":[{}]}`, "unknown", "Malformed message: "},
+		{`{"message":"frobnicate","data":[{}]}`, "frobnicate", "Unknown message: frobnicate"},
+		{`{"message":"publishStream"}`, "publishStream", "Malformed publishStream: no data object"},
+		{`{"message":"publishStream","data":[null]}`, "publishStream", "Malformed publishStream: no data object"},
+		{`{"message":"publishStream","data":["str"]}`, "publishStream", "Malformed publishStream: "},
+		{`{"message":"playStream","data":[{"mediaSessionId":5}]}`, "playStream", "Malformed playStream: "},
+		{`{"message":"unPublishStream"}`, "unPublishStream", "Malformed unPublishStream: no data object"},
+		{`{"message":"sendStreamEvent","data":[]}`, "sendStreamEvent", "Malformed sendStreamEvent"},
+		{`{"message":"availableStream","data":[1]}`, "availableStream", "Malformed availableStream: "},
+		{`{"message":"sendData"}`, "sendData", "Malformed sendData: no data object"},
+		{`{"message":"snapshot","data":[[]]}`, "snapshot", "Malformed snapshot: "},
 	} {
-		c.sendRaw(raw)
+		start := time.Now()
+		c.sendRaw(tc.raw)
+		f := c.expect(MsgFail)
+		if f["apiMethod"] != tc.api || !strings.HasPrefix(fmt.Sprint(f["info"]), tc.info) || time.Since(start) > time.Second {
+			t.Fatalf("%s: fail %v after %v, want apiMethod %q and info %q…", tc.raw, f, time.Since(start), tc.api, tc.info)
+		}
 		alive()
 	}
+	// Messages of the SDK that rtcrelay does not act on are not errors.
+	c.sendRaw(`{"message":"pushLogs","data":[{"logs":"x"}]}`)
+	alive()
 	// A data-less ping is still answered.
 	c.sendRaw(`{"message":"ping"}`)
 	c.expect(MsgPong)
 	c.writeFrame(ws.OpBinary, []byte{1, 2, 3})
+	if f := c.expect(MsgFail); !strings.Contains(fmt.Sprint(f["info"]), "Binary frames") {
+		t.Fatalf("binary frame: %v", f)
+	}
 	alive()
 	st := srv.Stats()
 	if st.Malformed < 8 || st.Unknown != 1 || st.Binary != 1 {
@@ -442,4 +454,35 @@ func TestStopRacingTransportClose(t *testing.T) {
 	pub.expectStatus("p1", StatusPublishing, "")
 	pub.send(MsgUnPublishStream, map[string]any{"mediaSessionId": "p1", "name": "s"})
 	pub.expectStatus("p1", StatusUnpublished, InfoPublisherStop)
+}
+
+// TestTooManyBadMessages: a session that keeps sending what the server cannot act on is answered maxBadMessages
+// times, then closed with 1008.
+func TestTooManyBadMessages(t *testing.T) {
+	srv, hs, _ := newTestServer(t, ServerConfig{})
+	c := dialRaw(t, hs, false)
+	c.handshake()
+	for range maxBadMessages {
+		c.sendRaw(`{"message":"frobnicate","data":[{}]}`)
+		c.expect(MsgFail)
+	}
+	c.sendRaw(`{not json`)
+	if code := c.expectClosed(); code != ws.StatusPolicyViolation {
+		t.Fatalf("close code %d, want 1008", code)
+	}
+	if srv.Stats().BadClosed != 1 {
+		t.Fatalf("stats %+v", srv.Stats())
+	}
+}
+
+// TestHandshakeTimeout: a session that sends no `connection` is closed with 1008 after HandshakeTimeout.
+func TestHandshakeTimeout(t *testing.T) {
+	srv, hs, _ := newTestServer(t, ServerConfig{HandshakeTimeout: 200 * time.Millisecond})
+	c := dialRaw(t, hs, false)
+	if code := c.expectClosed(); code != ws.StatusPolicyViolation {
+		t.Fatalf("close code %d, want 1008", code)
+	}
+	if srv.Stats().HandshakeTimeouts != 1 {
+		t.Fatalf("stats %+v", srv.Stats())
+	}
 }

@@ -113,13 +113,16 @@ func (c *conn) onStart(m *Message, publish bool) {
 	s := c.srv
 	p := m.Payload()
 	if p == nil {
-		c.log.Debug("stream request without data ignored", "message", m.Name)
+		s.malformed.Add(1)
+		c.log.Info("stream request without data", "message", m.Name)
+		c.badMessage(m.Name, malformedData(m.Name, nil))
 		return
 	}
 	var req streamRequest
 	if err := m.DecodePayload(&req); err != nil {
 		s.malformed.Add(1)
-		c.log.Error("malformed stream request", "message", m.Name, "err", err)
+		c.log.Info("malformed stream request", "message", m.Name, "err", err)
+		c.badMessage(m.Name, malformedData(m.Name, err))
 		return
 	}
 	fields := parseFields(p)
@@ -413,7 +416,8 @@ func (c *conn) onStop(m *Message) {
 	var req streamRequest
 	if err := m.DecodePayload(&req); err != nil || p == nil {
 		s.malformed.Add(1)
-		c.log.Error("malformed stop request", "message", m.Name, "err", err)
+		c.log.Info("malformed stop request", "message", m.Name, "err", err)
+		c.badMessage(m.Name, malformedData(m.Name, err))
 		return
 	}
 	publish := m.Name == MsgUnPublishStream
@@ -446,7 +450,8 @@ func (c *conn) onStreamEvent(m *Message) {
 	var req streamRequest
 	if err := m.DecodePayload(&req); err != nil || m.Payload() == nil {
 		s.malformed.Add(1)
-		c.log.Error("malformed sendStreamEvent", "err", err)
+		c.log.Info("malformed sendStreamEvent", "err", err)
+		c.badMessage(m.Name, malformedData(m.Name, err))
 		return
 	}
 	s.mu.Lock()
