@@ -174,6 +174,17 @@ func writePrometheus(out io.Writer, s promSnapshot) error {
 	sg := s.signaling
 	p.sample("rtcrelay_signaling_connections", "gauge", "Open WebSocket signaling sessions.", float64(sg.Active))
 	p.sample("rtcrelay_signaling_accepted_total", "counter", "WebSocket signaling sessions accepted.", float64(sg.Accepted))
+	for _, c := range []struct {
+		kind string
+		n    uint64
+	}{
+		{"malformed", sg.Malformed}, {"unknown", sg.Unknown}, {"binary", sg.Binary}, {"oversized", sg.Oversized},
+		{"bad_name", sg.BadNames}, {"limited", sg.Limited},
+	} {
+		p.sample("rtcrelay_signaling_refused_total", "counter", "Signaling messages and requests refused, by reason.", float64(c.n), "reason", c.kind)
+	}
+	p.sample("rtcrelay_signaling_handshake_timeouts_total", "counter", "WebSocket sessions closed for sending no connection message in time.", float64(sg.HandshakeTimeouts))
+	p.sample("rtcrelay_signaling_closed_bad_total", "counter", "WebSocket sessions closed after too many malformed messages.", float64(sg.BadClosed))
 
 	var tot forwarder.StreamStats
 	for _, si := range s.streams {
