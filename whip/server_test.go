@@ -51,7 +51,7 @@ func testLogger() *slog.Logger {
 }
 
 // newEngine serves a real media engine on its own loopback media socket.
-func newEngine(t *testing.T, id string) *media.Engine {
+func newEngine(t testing.TB, id string) *media.Engine {
 	t.Helper()
 	loopback := func(a netip.Addr) bool { return a.IsLoopback() }
 	sock, err := ice.Listen(ice.SocketConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"), AcceptRemote: loopback, Logger: testLogger()})
@@ -79,7 +79,7 @@ func newEngine(t *testing.T, id string) *media.Engine {
 }
 
 // newServer is a Handler on a real engine behind httptest.
-func newServer(t *testing.T, cfg Config) (*Handler, *httptest.Server) {
+func newServer(t testing.TB, cfg Config) (*Handler, *httptest.Server) {
 	t.Helper()
 	if cfg.Engine == nil {
 		cfg.Engine = newEngine(t, "srv")
