@@ -7,6 +7,7 @@ package limits
 import (
 	"errors"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -173,22 +174,9 @@ type Error struct {
 func (e *Error) Error() string {
 	s := ErrLimited.Error() + ": " + e.Addr.String() + ": " + e.Reason
 	if e.Limit > 0 {
-		s += " (" + itoa(e.Limit) + ")"
+		s += " (" + strconv.Itoa(e.Limit) + ")"
 	}
 	return s
 }
 
 func (e *Error) Unwrap() error { return ErrLimited }
-
-func itoa(n int) string {
-	var b [20]byte
-	i := len(b)
-	for {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-		if n == 0 {
-			return string(b[i:])
-		}
-	}
-}
