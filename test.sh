@@ -55,7 +55,19 @@ if [ "$fuzztime" != 0 ] && [ $# -eq 0 ]; then
   for pkg in $(go list ./...); do
     for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
       echo "test.sh: fuzzing $pkg $target for $fuzztime" >&2
-      go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg" >/dev/null
+      # A failing input is printed (and saved under the package's testdata/fuzz for a regression seed). A run
+      # that failed without one (the fuzzing engine itself: a worker killed on a loaded machine) is retried once.
+      for attempt in 1 2; do
+        if out=$(go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg" 2>&1); then
+          break
+        fi
+        printf '%s\n' "$out" | tail -n 60 >&2
+        if [ "$attempt" = 2 ] || printf '%s' "$out" | grep -q 'Failing input written'; then
+          echo "test.sh: fuzzing $pkg $target failed" >&2
+          exit 1
+        fi
+        echo "test.sh: fuzzing $pkg $target failed without a failing input; retrying once" >&2
+      done
     done
   done
 fi
