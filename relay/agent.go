@@ -15,6 +15,7 @@ import (
 
 	"github.com/rtcrelay/rtcrelay/media"
 	"github.com/rtcrelay/rtcrelay/netguard"
+	"github.com/rtcrelay/rtcrelay/relayauth"
 )
 
 var (
@@ -37,6 +38,11 @@ func (e *RemoteStatusError) Error() string {
 
 // Info is the remote's info text.
 func (e *RemoteStatusError) Info() string { return e.Reason }
+
+// Is makes a remote's relay authentication refusal match relayauth.ErrAuth.
+func (e *RemoteStatusError) Is(target error) bool {
+	return target == relayauth.ErrAuth && relayauth.IsInfo(e.Reason)
+}
 
 type agent struct {
 	m       *Manager
@@ -178,6 +184,11 @@ func (a *agent) run() {
 		}
 		if errors.Is(err, netguard.ErrForbidden) {
 			a.log.Warn("relay agent gives up: its target is forbidden", "err", err)
+			a.stop()
+			return
+		}
+		if errors.Is(err, relayauth.ErrAuth) {
+			a.log.Warn("relay agent gives up: the remote refused its relay authentication", "err", err)
 			a.stop()
 			return
 		}

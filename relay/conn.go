@@ -44,6 +44,9 @@ func remoteInfo(err error) string {
 	if se, ok := errors.AsType[*signaling.StreamError](err); ok && se.Info != "" {
 		return se.Info
 	}
+	if ce, ok := errors.AsType[*signaling.ConnectionError](err); ok && ce.Info != "" {
+		return ce.Info
+	}
 	if re, ok := errors.AsType[*RemoteStatusError](err); ok && re.Reason != "" {
 		return re.Reason
 	}

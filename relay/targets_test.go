@@ -26,7 +26,7 @@ func TestTargetPolicy(t *testing.T) {
 	targets := &netguard.Policy{Resolver: r}
 	m, err := NewManager(Config{
 		Engine: &localEngine{streams: map[string]chan struct{}{"s": make(chan struct{})}},
-		Dial:   WCSDialer(nil, targets), ServerID: "A", RetryFailed: -1, Targets: targets,
+		Dial:   WCSDialer(nil, targets, nil), ServerID: "A", RetryFailed: -1, Targets: targets,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -221,7 +221,7 @@ func TestVNetRelayReconnect(t *testing.T) {
 		b := vnetEngine(t, w, hostB, "B", 5*time.Second)
 		dial := serveSignaling(t, b, "B")
 		m, err := NewManager(Config{
-			Engine: a, Dial: dialWCS(signaling.ClientConfig{Logger: vnetLogger(), NetDial: dial}), ServerID: "A",
+			Engine: a, Dial: dialWCS(signaling.ClientConfig{Logger: vnetLogger(), NetDial: dial}, nil), ServerID: "A",
 			NoMediaTimeout: 2 * time.Second, Logger: vnetLogger().With("server", "A", "component", "relay"),
 		})
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rtcrelay/rtcrelay/netguard"
+	"github.com/rtcrelay/rtcrelay/relayauth"
 	"github.com/rtcrelay/rtcrelay/signaling"
 )
 
@@ -37,13 +38,14 @@ func AppKeyFromContext(ctx context.Context) string {
 }
 
 // WCSDialer returns a DialFunc over signaling.Dial; guard, when set, refuses connections to forbidden
-// addresses at connect time (whatever the URI's name resolves to then). The connection presents the appKey of
-// the dial's context (ContextWithAppKey), default "defaultApp".
-func WCSDialer(log *slog.Logger, guard *netguard.Policy) DialFunc {
+// addresses at connect time (whatever the URI's name resolves to then); auth, when set, signs every connection
+// (a fresh relay token in the custom object of `connection`). The connection presents the appKey of the dial's
+// context (ContextWithAppKey), default "defaultApp".
+func WCSDialer(log *slog.Logger, guard *netguard.Policy, auth *relayauth.Signer) DialFunc {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return dialWCS(signaling.ClientConfig{Logger: log, NetDial: guardDial(guard)})
+	return dialWCS(signaling.ClientConfig{Logger: log, NetDial: guardDial(guard)}, auth)
 }
 
 // dialTimeout bounds an agent's TCP connect.
@@ -58,11 +60,14 @@ func guardDial(guard *netguard.Policy) func(ctx context.Context, network, addr s
 }
 
 // dialWCS is WCSDialer with the client's configuration (TLS and OnStatus are set per dial).
-func dialWCS(cfg signaling.ClientConfig) DialFunc {
+func dialWCS(cfg signaling.ClientConfig, auth *relayauth.Signer) DialFunc {
 	return func(ctx context.Context, uri string, tlsConfig *tls.Config) (Conn, error) {
 		a := &wcsConn{subs: map[string]chan StreamStatus{}}
 		cfg := cfg
 		cfg.TLS, cfg.OnStatus, cfg.AppKey = tlsConfig, a.onStatus, AppKeyFromContext(ctx)
+		if auth != nil {
+			cfg.Custom = auth.Sign(time.Now()).Custom(cfg.Custom)
+		}
 		c, err := signaling.Dial(ctx, uri, cfg)
 		if err != nil {
 			return nil, err

@@ -130,7 +130,7 @@ func setup(t *testing.T, remoteID string) (*Manager, *signaling.Server, string) 
 	t.Cleanup(hs.Close)
 	m, err := NewManager(Config{
 		Engine: &localEngine{streams: map[string]chan struct{}{"s": make(chan struct{})}},
-		Dial:   WCSDialer(nil, nil), ServerID: "A", RetryFailed: -1,
+		Dial:   WCSDialer(nil, nil, nil), ServerID: "A", RetryFailed: -1,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -222,7 +222,7 @@ func TestPushLoopRefusedAtOnce(t *testing.T) {
 			t.Cleanup(hs.Close)
 			m, err := NewManager(Config{
 				Engine: &localEngine{streams: map[string]chan struct{}{"s": make(chan struct{})}},
-				Dial:   WCSDialer(nil, nil), Probe: WCSProbe(nil, nil), ServerID: "A", RetryFailed: -1,
+				Dial:   WCSDialer(nil, nil, nil), Probe: WCSProbe(nil, nil), ServerID: "A", RetryFailed: -1,
 			})
 			if err != nil {
 				t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rtcrelay/rtcrelay/netguard"
+	"github.com/rtcrelay/rtcrelay/relayauth"
 	"github.com/rtcrelay/rtcrelay/signaling"
 	"github.com/rtcrelay/rtcrelay/whip"
 )
@@ -31,14 +32,15 @@ func IsHTTP(uri string) bool {
 
 // WHIPDialer returns a DialFunc for http(s):// URIs: the URI is the WHIP (push) or WHEP (pull) endpoint; when
 // its path ends with "/", the remote stream name is appended. Dial itself sends nothing: each Publish/Play is
-// one POST, Stop and Close DELETE the resource. The agent's relay path goes in whip.PathHeader.
-func WHIPDialer(log *slog.Logger, guard *netguard.Policy) DialFunc {
+// one POST, Stop and Close DELETE the resource. The agent's relay path goes in whip.PathHeader and, with auth
+// set, a fresh relay token in relayauth.Header.
+func WHIPDialer(log *slog.Logger, guard *netguard.Policy, auth *relayauth.Signer) DialFunc {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return func(_ context.Context, uri string, tlsConfig *tls.Config) (Conn, error) {
 		tr := &http.Transport{TLSClientConfig: tlsConfig, Proxy: nil, DialContext: guardDial(guard)}
-		return &whipConn{uri: uri, log: log, tr: tr, hc: &http.Client{Transport: tr}, done: make(chan struct{}),
+		return &whipConn{uri: uri, log: log, tr: tr, auth: auth, hc: &http.Client{Transport: tr}, done: make(chan struct{}),
 			sessions: map[string]*whipSession{}}, nil
 	}
 }
@@ -55,6 +57,7 @@ func WHIPProbe(guard *netguard.Policy) ProbeFunc {
 
 type whipConn struct {
 	uri  string
+	auth *relayauth.Signer
 	log  *slog.Logger
 	tr   *http.Transport
 	hc   *http.Client
@@ -87,6 +90,9 @@ func (c *whipConn) open(ctx context.Context, name, id, offer string, custom json
 	cl := &whip.Client{HTTP: c.hc, Header: http.Header{}}
 	if path := signaling.ParsePath(custom); len(path) > 0 {
 		cl.Header.Set(whip.PathHeader, whip.FormatPath(path))
+	}
+	if c.auth != nil {
+		cl.Header.Set(relayauth.Header, c.auth.Sign(time.Now()).Encode())
 	}
 	res, answer, err := cl.Post(ctx, c.endpoint(name), offer)
 	if err != nil {

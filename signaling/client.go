@@ -17,6 +17,8 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+
+	"github.com/rtcrelay/rtcrelay/relayauth"
 )
 
 // ClientConfig configures Dial.
@@ -56,9 +58,29 @@ func (e *StreamError) Error() string {
 }
 
 // Is matches the sentinels of infoTable with the same info string.
-func (e *StreamError) Is(target error) bool {
-	info := infoOf(target)
-	return info != "" && info == e.Info
+func (e *StreamError) Is(target error) bool { return infoIs(e.Info, target) }
+
+// ConnectionError is the end reason of a client whose server refused the session (ConnectionStatusEvent
+// FAILED, e.g. a backend's denial or "Relay authentication failed: ..."). errors.Is matches infoTable's sentinels
+// as StreamError does, and relayauth.ErrAuth for a relay authentication refusal.
+type ConnectionError struct {
+	Info string
+}
+
+func (e *ConnectionError) Error() string {
+	return "signaling: server refused the connection: " + e.Info
+}
+
+// Is matches the sentinels of infoTable with the same info string, and relayauth.ErrAuth.
+func (e *ConnectionError) Is(target error) bool { return infoIs(e.Info, target) }
+
+// infoIs reports whether a remote's info string is the one of sentinel target.
+func infoIs(info string, target error) bool {
+	if target == relayauth.ErrAuth {
+		return relayauth.IsInfo(info)
+	}
+	i := infoOf(target)
+	return i != "" && i == info
 }
 
 // ErrClientClosed is returned for operations on a closed client.
@@ -85,6 +107,7 @@ type Client struct {
 	streams  map[string]*clientStream
 	avail    map[string]chan availability
 	userData json.RawMessage
+	refused  string // the info of a ConnectionStatusEvent FAILED: the session's end reason
 
 	established chan struct{}
 	done        chan struct{}

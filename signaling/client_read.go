@@ -20,6 +20,9 @@ func (c *Client) readLoop(src io.Reader) {
 		err = errServerClosed
 	}
 	c.mu.Lock()
+	if c.refused != "" {
+		err = &ConnectionError{Info: c.refused}
+	}
 	c.err = err
 	for id, cs := range c.streams {
 		delete(c.streams, id)
@@ -108,6 +111,13 @@ func (c *Client) dispatch(b []byte) {
 			return
 		}
 		if m.Name == MsgFail {
+			if sp.APIMethod == "ConnectionStatusEvent" && sp.Status == StatusFailed {
+				c.log.Warn("server refused the connection", "info", sp.Info)
+				c.mu.Lock()
+				c.refused = sp.Info
+				c.mu.Unlock()
+				return
+			}
 			if sp.APIMethod != "StreamStatusEvent" {
 				c.log.Warn("server warning", "data", string(m.Payload()))
 				return

@@ -14,6 +14,8 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+
+	"github.com/rtcrelay/rtcrelay/relayauth"
 )
 
 type readerSource = io.Reader
@@ -57,6 +59,7 @@ type conn struct {
 	established bool
 	connecting  bool               // the connect hook is running
 	appKey      string             // the connection's appKey (defaultApp when it sent none)
+	relay       *relayauth.Token   // the verified relay token (nil: an ordinary client); set before established
 	streams     map[string]*stream // by mediaSessionId
 }
 

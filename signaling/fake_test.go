@@ -27,6 +27,7 @@ type fakeSession struct {
 	name    string
 	publish bool
 	sdp     string
+	path    []string // the request's relay path
 	once    sync.Once
 	done    chan struct{}
 	err     error
@@ -49,6 +50,7 @@ func (e *fakeEngine) Publish(_ context.Context, req media.PublishRequest) (media
 		return nil, "", media.ErrNameInUse
 	}
 	s := e.newSession(req.Name, req.SDP, true)
+	s.path = req.Path
 	e.published[req.Name] = s
 	return s, "answer-to:" + req.SDP, nil
 }
@@ -64,6 +66,7 @@ func (e *fakeEngine) Play(_ context.Context, req media.PlayRequest) (media.Sessi
 		return nil, "", media.ErrNoCommonCodecs
 	}
 	s := e.newSession(req.Name, req.SDP, false)
+	s.path = req.Path
 	pub.players[s] = struct{}{}
 	return s, "answer-to:" + req.SDP, nil
 }
@@ -72,6 +75,16 @@ func (e *fakeEngine) Available(name string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.published[name] != nil
+}
+
+// session returns the index-th session made (nil if there is none yet).
+func (e *fakeEngine) session(index int) *fakeSession {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if index >= len(e.all) {
+		return nil
+	}
+	return e.all[index]
 }
 
 // open counts sessions not closed.

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 
 	"github.com/gobwas/ws"
+
+	"github.com/rtcrelay/rtcrelay/relayauth"
 )
 
 // handle dispatches one text message from the browser.
@@ -100,8 +102,11 @@ func (c *conn) onConnection(m *Message) {
 			appKey = k
 		}
 	}
+	if !c.relayAuthLocked(fields, appKey) {
+		return
+	}
 	a := s.cfg.Authorizer
-	if a == nil {
+	if a == nil || c.relay != nil { // an authenticated relay is not an application's client
 		c.establishLocked(fields, appKey)
 		return
 	}
@@ -129,6 +134,40 @@ func (c *conn) onConnection(m *Message) {
 		}
 		c.establishLocked(fields, appKey)
 	}()
+}
+
+// relayAuthLocked verifies the relay token of a `connection` (removing it from the fields, so that it is neither
+// echoed nor handed to a backend). It reports false when the connection was refused (RelayRequireAuth).
+func (c *conn) relayAuthLocked(fields map[string]json.RawMessage, appKey string) bool {
+	s := c.srv
+	tok, ok, err := relayauth.FromCustom(fields["custom"])
+	if !ok {
+		return true
+	}
+	fields["custom"] = relayauth.WithoutToken(fields["custom"])
+	if s.cfg.RelayAuth == nil {
+		c.log.Debug("relay token ignored: no relay secret configured here")
+		return true
+	}
+	if err == nil {
+		err = s.cfg.RelayAuth.Verify(tok)
+	}
+	if err == nil {
+		c.relay = &tok
+		s.relaysAuthed.Add(1)
+		c.log.Info("relay authenticated", "server", tok.Server)
+		return true
+	}
+	s.relayAuthFailures.Add(1)
+	if !s.cfg.RelayRequireAuth {
+		c.log.Warn("relay token refused; the connection goes on as an ordinary client", "server", tok.Server, "err", err)
+		return true
+	}
+	info := InfoFor(err)
+	c.log.Warn("relay refused", "server", tok.Server, "info", info)
+	c.sendMsg(MsgFail, map[string]any{"apiMethod": "ConnectionStatusEvent", "status": "FAILED", "info": info, "sessionId": c.id, "appKey": appKey})
+	c.abort()
+	return false
 }
 
 func (c *conn) establishLocked(fields map[string]json.RawMessage, appKey string) {

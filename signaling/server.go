@@ -20,6 +20,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/rtcrelay/rtcrelay/limits"
+	"github.com/rtcrelay/rtcrelay/relayauth"
 )
 
 // ServerConfig configures a Server. The zero value of every field has a
@@ -48,6 +49,14 @@ type ServerConfig struct {
 	ConnLimit, PublishLimit Limiter
 	// HandshakeTimeout closes a session that has not sent `connection` within it; default 10 s.
 	HandshakeTimeout time.Duration
+	// RelayAuth, when set, verifies the relay token a `connection` presents (custom.rtcrelayAuth, see
+	// relayauth). A connection with a valid token is a relay of the signing server: its relay path is trusted,
+	// the Authorizer and PublishLimit do not apply to it, and every publish/play SDP it sends must carry the
+	// signed DTLS fingerprint. The relay path of every other connection is ignored (an ordinary client).
+	RelayAuth *relayauth.Verifier
+	// RelayRequireAuth (with RelayAuth) refuses a `connection` with an invalid token, and a publish/play that
+	// carries a relay path from a connection without a valid one, each with a "Relay authentication ..." info.
+	RelayRequireAuth bool
 }
 
 // Limiter is a per-client-address budget (limits.Limiter).
@@ -122,6 +131,8 @@ type ServerStats struct {
 	Limited                             uint64 // upgrades and publishes refused by the per-IP limits
 	HandshakeTimeouts                   uint64 // sessions closed for sending no `connection` in time
 	BadClosed                           uint64 // sessions closed after too many malformed messages
+	RelaysAuthenticated                 uint64 // connections that presented a valid relay token
+	RelayAuthFailures                   uint64 // invalid relay tokens, and relay paths refused for want of one
 }
 
 // Server is the WCS WebSocket endpoint for browsers. It is an http.Handler
@@ -144,6 +155,7 @@ type Server struct {
 	malformed, binary, oversized, unknown atomic.Uint64
 	badNames, limited, handshakeTimeouts  atomic.Uint64
 	badClosed                             atomic.Uint64
+	relaysAuthed, relayAuthFailures       atomic.Uint64
 	overflows, missedPong                 atomic.Uint64
 }
 
@@ -269,18 +281,20 @@ func (s *Server) Stats() ServerStats {
 	active := int64(len(s.conns))
 	s.mu.Unlock()
 	return ServerStats{
-		Accepted:          s.accepted.Load(),
-		Active:            active,
-		Malformed:         s.malformed.Load(),
-		Binary:            s.binary.Load(),
-		Oversized:         s.oversized.Load(),
-		Unknown:           s.unknown.Load(),
-		QueueOverflows:    s.overflows.Load(),
-		MissedPong:        s.missedPong.Load(),
-		BadNames:          s.badNames.Load(),
-		Limited:           s.limited.Load(),
-		HandshakeTimeouts: s.handshakeTimeouts.Load(),
-		BadClosed:         s.badClosed.Load(),
+		Accepted:            s.accepted.Load(),
+		Active:              active,
+		Malformed:           s.malformed.Load(),
+		Binary:              s.binary.Load(),
+		Oversized:           s.oversized.Load(),
+		Unknown:             s.unknown.Load(),
+		QueueOverflows:      s.overflows.Load(),
+		MissedPong:          s.missedPong.Load(),
+		BadNames:            s.badNames.Load(),
+		Limited:             s.limited.Load(),
+		HandshakeTimeouts:   s.handshakeTimeouts.Load(),
+		BadClosed:           s.badClosed.Load(),
+		RelaysAuthenticated: s.relaysAuthed.Load(),
+		RelayAuthFailures:   s.relayAuthFailures.Load(),
 	}
 }
 

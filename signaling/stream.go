@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rtcrelay/rtcrelay/media"
+	"github.com/rtcrelay/rtcrelay/relayauth"
 )
 
 // stream is one publish or play of a connection. Its mutable state is guarded
@@ -108,6 +109,18 @@ func (st *stream) infoLocked() StreamInfo {
 	return si
 }
 
+// checkRelayLocked applies relay authentication to a publish/play: an authenticated relay's SDP must carry its
+// signed DTLS fingerprint; a relay path without authentication is refused when it is required.
+func (c *conn) checkRelayLocked(req *streamRequest) error {
+	if c.relay != nil {
+		return relayauth.CheckSDP(req.SDP, c.relay.Fingerprint)
+	}
+	if c.srv.cfg.RelayRequireAuth && len(ParsePath(req.Custom)) > 0 {
+		return relayauth.Required("a relay path needs a connection signed with the relay secret")
+	}
+	return nil
+}
+
 // onStart handles publishStream (publish=true) and playStream.
 func (c *conn) onStart(m *Message, publish bool) {
 	s := c.srv
@@ -156,7 +169,14 @@ func (c *conn) onStart(m *Message, publish bool) {
 		fail(InfoFor(err))
 		return
 	}
-	if l := s.cfg.PublishLimit; publish && l != nil {
+	if s.cfg.RelayAuth != nil {
+		if err := c.checkRelayLocked(&req); err != nil {
+			s.relayAuthFailures.Add(1)
+			fail(InfoFor(err))
+			return
+		}
+	}
+	if l := s.cfg.PublishLimit; publish && l != nil && c.relay == nil {
 		if err := l.Allow(remoteIP(c.remote)); err != nil {
 			s.limited.Add(1)
 			c.log.Info("publish refused", "err", err)
@@ -188,9 +208,14 @@ func (st *stream) run() {
 		answer string
 		err    error
 	)
-	// The relay path comes from the client's own custom, whatever a backend answers (loop detection).
+	// The relay path comes from the client's own custom, whatever a backend answers (loop detection); with
+	// relay authentication on, only from an authenticated relay.
 	path := ParsePath(st.custom)
-	if !st.authorize(log) {
+	if len(path) > 0 && s.cfg.RelayAuth != nil && st.c.relay == nil {
+		log.Info("relay path of an unauthenticated connection ignored", "path", path)
+		path = nil
+	}
+	if st.c.relay == nil && !st.authorize(log) {
 		return
 	}
 	if !st.publish && s.cfg.Edge != nil {

@@ -33,6 +33,7 @@ import (
 
 	"github.com/rtcrelay/rtcrelay/limits"
 	"github.com/rtcrelay/rtcrelay/media"
+	"github.com/rtcrelay/rtcrelay/relayauth"
 	"github.com/rtcrelay/rtcrelay/sdp"
 )
 
@@ -83,9 +84,16 @@ type Config struct {
 	// Authorize, when set, is asked before every publish and play (after the token check); an error wrapping
 	// media.ErrRestricted answers 403, any other error 500.
 	Authorize func(ctx context.Context, req AuthRequest) error
-	MaxBody   int64  // request body limit in bytes (default DefaultMaxBody)
-	ServerID  string // sent in ServerIDHeader
-	Logger    *slog.Logger
+	// RelayAuth, when set, verifies the relay token of a POST (relayauth.Header): a request with a valid token
+	// whose offer carries the signed DTLS fingerprint is an authenticated relay: its PathHeader is trusted and
+	// Token and Authorize do not apply to it. The PathHeader of every other request is ignored.
+	RelayAuth *relayauth.Verifier
+	// RelayRequireAuth (with RelayAuth) answers 403 to a POST with an invalid token, or with a relay path and
+	// no token.
+	RelayRequireAuth bool
+	MaxBody          int64  // request body limit in bytes (default DefaultMaxBody)
+	ServerID         string // sent in ServerIDHeader
+	Logger           *slog.Logger
 }
 
 // Errors of the handler (besides the media sentinels); statusOf maps them.
@@ -107,6 +115,10 @@ type Stats struct {
 	Players    int    `json:"players"`
 	Created    uint64 `json:"created"` // sessions created
 	Refused    uint64 `json:"refused"` // requests answered with an error status (every one is logged)
+	// RelaysAuthenticated counts POSTs with a valid relay token; RelayAuthFailures invalid tokens and
+	// fingerprints, and relay paths without a token refused.
+	RelaysAuthenticated uint64 `json:"relaysAuthenticated"`
+	RelayAuthFailures   uint64 `json:"relayAuthFailures"`
 }
 
 // Handler serves the WHIP and WHEP resources. Mount it with Mount.
@@ -116,6 +128,8 @@ type Handler struct {
 	mux *http.ServeMux
 
 	created, refused atomic.Uint64
+	relaysAuthed     atomic.Uint64 // POSTs with a valid relay token
+	relayFailures    atomic.Uint64 // invalid relay tokens, fingerprints and unauthenticated relay paths refused or ignored
 
 	mu        sync.Mutex
 	resources map[string]*resource // by id
@@ -130,6 +144,7 @@ type resource struct {
 	etag           string
 	sess           media.Session
 	release        func() // what Edge.Acquire took (nil: nothing)
+	relay          bool   // created by an authenticated relay
 }
 
 // NewHandler returns a Handler; cfg.Engine is required.
@@ -189,9 +204,16 @@ func (h *Handler) options(w http.ResponseWriter, _ *http.Request) {
 func (h *Handler) post(kind string, ok int, prefix string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
-		if err := h.authenticate(w, r); err != nil {
+		relay, err := h.relayAuth(r)
+		if err != nil {
 			h.fail(w, r, err)
 			return
+		}
+		if relay == nil {
+			if err := h.authenticate(w, r); err != nil {
+				h.fail(w, r, err)
+				return
+			}
 		}
 		if err := contentType(r, "application/sdp"); err != nil {
 			h.fail(w, r, err)
@@ -215,7 +237,22 @@ func (h *Handler) post(kind string, ok int, prefix string) http.HandlerFunc {
 			h.fail(w, r, err)
 			return
 		}
-		if h.cfg.Authorize != nil {
+		if relay != nil {
+			if err := relayauth.CheckSDP(string(body), relay.Fingerprint); err != nil {
+				h.relayFailures.Add(1)
+				h.fail(w, r, err)
+				return
+			}
+		} else if h.cfg.RelayAuth != nil && len(path) > 0 {
+			if h.cfg.RelayRequireAuth {
+				h.relayFailures.Add(1)
+				h.fail(w, r, relayauth.Required("a relay path needs a request signed with the relay secret"))
+				return
+			}
+			h.log.Info("relay path of an unauthenticated request ignored", "path", path, "remote", r.RemoteAddr)
+			path = nil
+		}
+		if h.cfg.Authorize != nil && relay == nil {
 			token, _ := bearer(r)
 			if err := h.cfg.Authorize(r.Context(), AuthRequest{Kind: kind, Name: name, Token: token,
 				RemoteAddr: r.RemoteAddr, UserAgent: r.UserAgent()}); err != nil {
@@ -223,7 +260,7 @@ func (h *Handler) post(kind string, ok int, prefix string) http.HandlerFunc {
 				return
 			}
 		}
-		res, answer, err := h.open(r.Context(), kind, name, prefix, string(body), path)
+		res, answer, err := h.open(r.Context(), kind, name, prefix, string(body), path, relay != nil)
 		if err != nil {
 			h.fail(w, r, err)
 			return
@@ -239,8 +276,35 @@ func (h *Handler) post(kind string, ok int, prefix string) http.HandlerFunc {
 	}
 }
 
+// relayAuth verifies the request's relay token: the token when valid, nil when there is none (or it is invalid
+// and not required: the request goes on as an ordinary client's), an error when an invalid one is refused.
+func (h *Handler) relayAuth(r *http.Request) (*relayauth.Token, error) {
+	hv := r.Header.Get(relayauth.Header)
+	if hv == "" {
+		return nil, nil
+	}
+	if h.cfg.RelayAuth == nil {
+		h.log.Debug("relay token ignored: no relay secret configured here")
+		return nil, nil
+	}
+	tok, err := relayauth.Decode(hv)
+	if err == nil {
+		err = h.cfg.RelayAuth.Verify(tok)
+	}
+	if err == nil {
+		h.relaysAuthed.Add(1)
+		return &tok, nil
+	}
+	h.relayFailures.Add(1)
+	if h.cfg.RelayRequireAuth {
+		return nil, err
+	}
+	h.log.Warn("relay token refused; the request goes on as an ordinary client's", "server", tok.Server, "err", err)
+	return nil, nil
+}
+
 // open asks the engine for the session and registers its resource.
-func (h *Handler) open(ctx context.Context, kind, name, prefix, offer string, path []string) (*resource, string, error) {
+func (h *Handler) open(ctx context.Context, kind, name, prefix, offer string, path []string, relay bool) (*resource, string, error) {
 	h.mu.Lock()
 	closing := h.closing
 	if !closing {
@@ -282,7 +346,7 @@ func (h *Handler) open(ctx context.Context, kind, name, prefix, offer string, pa
 		return nil, "", err
 	}
 	res := &resource{id: id, name: name, kind: kind, location: prefix + name + "/" + id, etag: `"` + randomHex(8) + `"`,
-		sess: sess, release: release}
+		sess: sess, release: release, relay: relay}
 	h.mu.Lock()
 	if h.closing { // Close ran meanwhile: it did not see this session
 		h.mu.Unlock()
@@ -331,12 +395,21 @@ func (h *Handler) lookup(r *http.Request) (*resource, error) {
 	return res, nil
 }
 
-func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
-	if err := h.authenticate(w, r); err != nil {
-		h.fail(w, r, err)
-		return
-	}
+// authorizeResource finds the request's session resource after the bearer token check, which does not apply to
+// the resources of authenticated relays (their unguessable URL is the capability).
+func (h *Handler) authorizeResource(w http.ResponseWriter, r *http.Request) (*resource, error) {
 	res, err := h.lookup(r)
+	if err == nil && res.relay {
+		return res, nil
+	}
+	if aerr := h.authenticate(w, r); aerr != nil {
+		return nil, aerr
+	}
+	return res, err
+}
+
+func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
+	res, err := h.authorizeResource(w, r)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -352,11 +425,7 @@ func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
 // patch implements the PATCH policy of an ICE-lite server with all its candidates in the answer: trickled
 // candidates are accepted and ignored (204), an ICE restart gets 422, a stale If-Match 412.
 func (h *Handler) patch(w http.ResponseWriter, r *http.Request) {
-	if err := h.authenticate(w, r); err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	res, err := h.lookup(r)
+	res, err := h.authorizeResource(w, r)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -468,7 +537,7 @@ func statusOf(err error) int {
 		return http.StatusUnauthorized
 	case errors.Is(err, limits.ErrLimited):
 		return http.StatusTooManyRequests
-	case errors.Is(err, media.ErrRestricted):
+	case errors.Is(err, media.ErrRestricted), errors.Is(err, relayauth.ErrAuth):
 		return http.StatusForbidden
 	case errors.Is(err, ErrNoResource), errors.Is(err, media.ErrNotFound):
 		return http.StatusNotFound
@@ -495,6 +564,9 @@ func reason(err error, code int) string {
 	case code == http.StatusConflict:
 		return "Stream name is already in use"
 	}
+	if ae, ok := errors.AsType[*relayauth.Error](err); ok {
+		return ae.Reason()
+	}
 	return err.Error()
 }
 
@@ -517,7 +589,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 // Stats reads the counters.
 func (h *Handler) Stats() Stats {
 	h.mu.Lock()
-	st := Stats{Created: h.created.Load(), Refused: h.refused.Load()}
+	st := Stats{Created: h.created.Load(), Refused: h.refused.Load(), RelaysAuthenticated: h.relaysAuthed.Load(),
+		RelayAuthFailures: h.relayFailures.Load()}
 	for _, res := range h.resources {
 		if res.kind == "publish" {
 			st.Publishers++

@@ -63,6 +63,11 @@ type Config struct {
 	EdgeMaxHops    int
 	RESTToken      string
 
+	RelaySecret      string            // --relay-secret: signs our relays, verifies servers not in RelayPeers
+	RelayPeers       map[string]string // --relay-peers: server ID → that server's relay secret
+	RelayRequireAuth bool
+	RelayAuthSkew    time.Duration
+
 	MaxStreams, MaxPlayers int
 	LimitConnRate          float64
 	LimitConnBurst         int
@@ -146,6 +151,23 @@ func (c *Config) flagSet() *flag.FlagSet {
 	fs.DurationVar(&c.DirectoryTTL, "directory-ttl", 6*time.Second, "how long a directory entry outlives its server (refreshed every third of it)")
 	fs.DurationVar(&c.EdgeIdle, "edge-idle-timeout", 30*time.Second, "an on-demand edge pull with no players ends after this")
 	fs.IntVar(&c.EdgeMaxHops, "edge-max-hops", 4, "the longest relay path an on-demand edge pull may extend")
+	fs.StringVar(&c.RelaySecret, "relay-secret", "", "the cluster's relay secret: signs this server's relay connections, and verifies those of every server not in --relay-peers (default: none, relays are ordinary clients)")
+	fs.Func("relay-peers", "per-server relay secrets, comma-separated server-id=secret (each that server's own --relay-secret): a listed server is verified only with its own", func(s string) error {
+		peers, err := parseList(s, func(f string) ([2]string, error) {
+			id, sec, ok := strings.Cut(f, "=")
+			if id, sec = strings.TrimSpace(id), strings.TrimSpace(sec); !ok || id == "" || sec == "" {
+				return [2]string{}, fmt.Errorf("relay peer %q: want server-id=secret", f)
+			}
+			return [2]string{id, sec}, nil
+		})
+		c.RelayPeers = map[string]string{}
+		for _, p := range peers {
+			c.RelayPeers[p[0]] = p[1]
+		}
+		return err
+	})
+	fs.BoolVar(&c.RelayRequireAuth, "relay-require-auth", false, "refuse relays that present no valid relay token (an invalid token at connection, a relay path without a token at publish/play); needs --relay-secret or --relay-peers")
+	fs.DurationVar(&c.RelayAuthSkew, "relay-auth-skew", 60*time.Second, "how far a relay token's time may be from this server's clock")
 	fs.StringVar(&c.RESTToken, "rest-token", "", "bearer token required by the REST API (default: none)")
 	fs.StringVar(&c.WHIPToken, "whip-token", "", "bearer token required by WHIP/WHEP POST, PATCH and DELETE (default: none)")
 	fs.IntVar(&c.MaxStreams, "max-streams", 1000, "streams this server publishes at most (0: no limit); beyond it a publish fails with 'Server at capacity'")
@@ -382,6 +404,12 @@ func (c *Config) Validate() error {
 			errs = append(errs, err)
 		}
 		c.AppList = apps
+	}
+	if c.RelayRequireAuth && c.RelaySecret == "" && len(c.RelayPeers) == 0 {
+		errs = append(errs, errors.New("relay-require-auth needs relay-secret or relay-peers"))
+	}
+	if c.RelayAuthSkew <= 0 {
+		errs = append(errs, errors.New("relay-auth-skew must be positive"))
 	}
 	if c.HookSendHash && c.HookSecret == "" {
 		errs = append(errs, errors.New("rest-hook-send-hash needs rest-hook-secret-key"))

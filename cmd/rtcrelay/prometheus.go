@@ -185,6 +185,8 @@ func writePrometheus(out io.Writer, s promSnapshot) error {
 	}
 	p.sample("rtcrelay_signaling_handshake_timeouts_total", "counter", "WebSocket sessions closed for sending no connection message in time.", float64(sg.HandshakeTimeouts))
 	p.sample("rtcrelay_signaling_closed_bad_total", "counter", "WebSocket sessions closed after too many malformed messages.", float64(sg.BadClosed))
+	p.sample("rtcrelay_relay_auth_total", "counter", "Relay tokens presented over WebSocket signaling, by result (failed: invalid tokens, fingerprints, and relay paths refused for want of a token).", float64(sg.RelaysAuthenticated), "result", "ok")
+	p.sample("rtcrelay_relay_auth_total", "counter", "Relay tokens presented over WebSocket signaling, by result (failed: invalid tokens, fingerprints, and relay paths refused for want of a token).", float64(sg.RelayAuthFailures), "result", "failed")
 
 	var tot forwarder.StreamStats
 	for _, si := range s.streams {

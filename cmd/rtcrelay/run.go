@@ -24,6 +24,7 @@ import (
 	"github.com/rtcrelay/rtcrelay/media"
 	"github.com/rtcrelay/rtcrelay/netguard"
 	"github.com/rtcrelay/rtcrelay/relay"
+	"github.com/rtcrelay/rtcrelay/relayauth"
 	"github.com/rtcrelay/rtcrelay/rest"
 	"github.com/rtcrelay/rtcrelay/resthook"
 	"github.com/rtcrelay/rtcrelay/signaling"
@@ -145,9 +146,17 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		}
 	}
 	targets := &netguard.Policy{Allow: cfg.RelayAllowNet, Deny: cfg.RelayDenyNet}
+	signer, verifier, err := relayAuth(cfg, serverID, cert.Fingerprint())
+	if err != nil {
+		_ = sock.Close()
+		return err
+	}
+	if verifier != nil {
+		log.Info("relay authentication on", "signs", signer != nil, "peers", len(cfg.RelayPeers), "required", cfg.RelayRequireAuth)
+	}
 	relays, err := relay.NewManager(relay.Config{
 		Engine:         engine,
-		Dial:           agentDial(log.With("component", "relay-client"), cfg.AgentInsecure, targets),
+		Dial:           agentDial(log.With("component", "relay-client"), cfg.AgentInsecure, targets, signer),
 		Probe:          agentProbe(log.With("component", "relay-client"), cfg.AgentInsecure, targets),
 		Targets:        targets,
 		ServerID:       serverID,
@@ -211,9 +220,12 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		ConnLimit:        connLimit,
 		PublishLimit:     publishLimit,
 		HandshakeTimeout: cfg.WSHandshakeTimeout,
+		RelayAuth:        verifier,
+		RelayRequireAuth: cfg.RelayRequireAuth,
 	})
 	api := rest.NewHandler(rest.Config{Relays: relays, Streams: &streams{sig: sig, engine: engine, relays: relays}, Connections: sig, Directory: dir, Metrics: streamMetrics{reg: engine.Registry()}, Token: cfg.RESTToken, Logger: log.With("component", "rest")})
 	whipH := whip.NewHandler(whip.Config{Engine: engine, Edge: edge, Token: cfg.WHIPToken, ServerID: serverID,
+		RelayAuth: verifier, RelayRequireAuth: cfg.RelayRequireAuth,
 		Authorize: whipAuthorize(hooks, publishLimit), Logger: log.With("component", "whip")})
 	pages := web.Handler(web.Config{WSPort: cfg.WSPort, WSSPort: cfg.WSSPort})
 	httpMux := http.NewServeMux()
@@ -288,8 +300,8 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 
 // agentDial is how relay agents reach other servers: as clients of the WCS WebSocket protocol (ws/wss URIs)
 // or of a WHIP/WHEP endpoint (http/https URIs).
-func agentDial(log *slog.Logger, insecure bool, targets *netguard.Policy) relay.DialFunc {
-	dial, dialHTTP := relay.WCSDialer(log, targets), relay.WHIPDialer(log, targets)
+func agentDial(log *slog.Logger, insecure bool, targets *netguard.Policy, signer *relayauth.Signer) relay.DialFunc {
+	dial, dialHTTP := relay.WCSDialer(log, targets, signer), relay.WHIPDialer(log, targets, signer)
 	return func(ctx context.Context, uri string, tlsCfg *tls.Config) (relay.Conn, error) {
 		if tlsCfg != nil && insecure {
 			tlsCfg = tlsCfg.Clone()
@@ -300,6 +312,27 @@ func agentDial(log *slog.Logger, insecure bool, targets *netguard.Policy) relay.
 		}
 		return dial(ctx, uri, tlsCfg)
 	}
+}
+
+// relayAuth makes the relay token signer (with --relay-secret) and verifier (with it or --relay-peers); both nil
+// without either.
+func relayAuth(cfg *Config, serverID, fingerprint string) (*relayauth.Signer, *relayauth.Verifier, error) {
+	if cfg.RelaySecret == "" && len(cfg.RelayPeers) == 0 {
+		return nil, nil, nil
+	}
+	var signer *relayauth.Signer
+	if cfg.RelaySecret != "" {
+		s, err := relayauth.NewSigner(serverID, cfg.RelaySecret, fingerprint)
+		if err != nil {
+			return nil, nil, fmt.Errorf("relay-secret: %w", err)
+		}
+		signer = s
+	}
+	v, err := relayauth.NewVerifier(relayauth.Config{Secret: cfg.RelaySecret, Peers: cfg.RelayPeers, Skew: cfg.RelayAuthSkew})
+	if err != nil {
+		return nil, nil, fmt.Errorf("relay-peers: %w", err)
+	}
+	return signer, v, nil
 }
 
 // agentProbe asks a remote server for its ID (loop detection) the way agentDial connects.
