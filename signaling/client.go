@@ -76,7 +76,7 @@ func (e *ConnectionError) Is(target error) bool { return infoIs(e.Info, target) 
 
 // infoIs reports whether a remote's info string is the one of sentinel target.
 func infoIs(info string, target error) bool {
-	if target == relayauth.ErrAuth {
+	if errors.Is(target, relayauth.ErrAuth) {
 		return relayauth.IsInfo(info)
 	}
 	i := infoOf(target)
