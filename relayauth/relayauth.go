@@ -186,9 +186,13 @@ func (t Token) Custom(custom json.RawMessage) json.RawMessage {
 }
 
 // NormalizeFingerprint is an SDP fingerprint ("sha-256 AB:CD:...") in one canonical spelling: lower case,
-// single spaces, trimmed.
+// single spaces, trimmed; a bare hash ("AB:CD:...") is taken as sha-256.
 func NormalizeFingerprint(fp string) string {
-	return strings.ToLower(strings.Join(strings.Fields(fp), " "))
+	f := strings.Fields(strings.ToLower(fp))
+	if len(f) == 1 {
+		f = []string{"sha-256", f[0]}
+	}
+	return strings.Join(f, " ")
 }
 
 // Signer makes the tokens of this server's relay agents.

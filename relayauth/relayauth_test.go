@@ -170,6 +170,12 @@ func TestCheckSDP(t *testing.T) {
 	if err := CheckSDP(other, fp); !errors.Is(err, ErrAuth) {
 		t.Errorf("one other fingerprint: %v", err)
 	}
+	if err := CheckSDP(sdp, strings.TrimPrefix(fp, "sha-256 ")); err != nil {
+		t.Errorf("a bare sha-256 hash (dtls.Certificate.Fingerprint): %v", err)
+	}
+	if err := CheckSDP(strings.ReplaceAll(sdp, "sha-256", "sha-1"), fp); !errors.Is(err, ErrAuth) {
+		t.Errorf("same hex, other algorithm: %v", err)
+	}
 	if err := CheckSDP("v=0\r\n", fp); !errors.Is(err, ErrAuth) {
 		t.Errorf("no fingerprint: %v", err)
 	}

@@ -27,9 +27,11 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/rtcrelay/rtcrelay/limits"
 	"github.com/rtcrelay/rtcrelay/media"
@@ -145,6 +147,42 @@ type resource struct {
 	sess           media.Session
 	release        func() // what Edge.Acquire took (nil: nothing)
 	relay          bool   // created by an authenticated relay
+	remote         string // the POST's client address
+	created        time.Time
+}
+
+// Session is one live WHIP publisher or WHEP player (Sessions).
+type Session struct {
+	ID, Name, Kind string // Kind: "publish" or "play"
+	Location       string // the resource path
+	Remote         string // the client's address
+	Relay          bool   // an authenticated relay
+	Created        time.Time
+}
+
+// Sessions lists the live sessions, oldest first.
+func (h *Handler) Sessions() []Session {
+	h.mu.Lock()
+	out := make([]Session, 0, len(h.resources))
+	for _, r := range h.resources {
+		out = append(out, Session{ID: r.id, Name: r.name, Kind: r.kind, Location: r.location, Remote: r.remote, Relay: r.relay, Created: r.created})
+	}
+	h.mu.Unlock()
+	slices.SortFunc(out, func(a, b Session) int { return a.Created.Compare(b.Created) })
+	return out
+}
+
+// Terminate ends the live session id (as a DELETE would); it reports whether there was one.
+func (h *Handler) Terminate(id string, cause error) bool {
+	h.mu.Lock()
+	res := h.resources[id]
+	delete(h.resources, id)
+	h.mu.Unlock()
+	if res == nil {
+		return false
+	}
+	res.sess.Close(cause)
+	return true
 }
 
 // NewHandler returns a Handler; cfg.Engine is required.
@@ -260,7 +298,7 @@ func (h *Handler) post(kind string, ok int, prefix string) http.HandlerFunc {
 				return
 			}
 		}
-		res, answer, err := h.open(r.Context(), kind, name, prefix, string(body), path, relay != nil)
+		res, answer, err := h.open(r.Context(), kind, name, prefix, string(body), path, relay != nil, r.RemoteAddr)
 		if err != nil {
 			h.fail(w, r, err)
 			return
@@ -304,7 +342,7 @@ func (h *Handler) relayAuth(r *http.Request) (*relayauth.Token, error) {
 }
 
 // open asks the engine for the session and registers its resource.
-func (h *Handler) open(ctx context.Context, kind, name, prefix, offer string, path []string, relay bool) (*resource, string, error) {
+func (h *Handler) open(ctx context.Context, kind, name, prefix, offer string, path []string, relay bool, remote string) (*resource, string, error) {
 	h.mu.Lock()
 	closing := h.closing
 	if !closing {
@@ -346,7 +384,7 @@ func (h *Handler) open(ctx context.Context, kind, name, prefix, offer string, pa
 		return nil, "", err
 	}
 	res := &resource{id: id, name: name, kind: kind, location: prefix + name + "/" + id, etag: `"` + randomHex(8) + `"`,
-		sess: sess, release: release, relay: relay}
+		sess: sess, release: release, relay: relay, remote: remote, created: time.Now()}
 	h.mu.Lock()
 	if h.closing { // Close ran meanwhile: it did not see this session
 		h.mu.Unlock()

@@ -223,10 +223,10 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		RelayAuth:        verifier,
 		RelayRequireAuth: cfg.RelayRequireAuth,
 	})
-	api := rest.NewHandler(rest.Config{Relays: relays, Streams: &streams{sig: sig, engine: engine, relays: relays}, Connections: sig, Directory: dir, Metrics: streamMetrics{reg: engine.Registry()}, Token: cfg.RESTToken, Logger: log.With("component", "rest")})
 	whipH := whip.NewHandler(whip.Config{Engine: engine, Edge: edge, Token: cfg.WHIPToken, ServerID: serverID,
 		RelayAuth: verifier, RelayRequireAuth: cfg.RelayRequireAuth,
 		Authorize: whipAuthorize(hooks, publishLimit), Logger: log.With("component", "whip")})
+	api := rest.NewHandler(rest.Config{Relays: relays, Streams: &streams{sig: sig, engine: engine, relays: relays, whip: whipH}, Connections: sig, Directory: dir, Metrics: streamMetrics{reg: engine.Registry()}, Token: cfg.RESTToken, Logger: log.With("component", "rest")})
 	pages := web.Handler(web.Config{WSPort: cfg.WSPort, WSSPort: cfg.WSSPort})
 	httpMux := http.NewServeMux()
 	httpMux.Handle("/rest-api/", api)

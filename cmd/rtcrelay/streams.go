@@ -5,14 +5,41 @@ import (
 	"github.com/rtcrelay/rtcrelay/relay"
 	"github.com/rtcrelay/rtcrelay/rest"
 	"github.com/rtcrelay/rtcrelay/signaling"
+	"github.com/rtcrelay/rtcrelay/whip"
 )
 
-// streams is the REST view of every stream on the server: those of WebSocket sessions (signaling) and those pull
-// relays publish here, which have no WebSocket session of their own.
+// streams is the REST view of every stream on the server: those of WebSocket sessions (signaling), those pull
+// relays publish here, which have no WebSocket session of their own, and WHIP publishers and WHEP players.
 type streams struct {
 	sig    *signaling.Server
 	engine *media.Engine
 	relays *relay.Manager
+	whip   *whip.Handler // nil: none
+}
+
+// whipStreams lists the WHIP/WHEP sessions in the form of /stream/find (sessionId "whip:<client address>", the
+// resource ID as mediaSessionId).
+func (s *streams) whipStreams() []signaling.StreamInfo {
+	if s.whip == nil {
+		return nil
+	}
+	var out []signaling.StreamInfo
+	for _, ws := range s.whip.Sessions() {
+		si := signaling.StreamInfo{SessionID: "whip:" + ws.Remote, MediaSessionID: ws.ID, Name: ws.Name,
+			Published: ws.Kind == "publish", Status: "PLAYING", MediaProvider: "WebRTC", MediaType: ws.Kind,
+			CreateDate: ws.Created.UnixMilli()}
+		if st, ok := s.engine.Registry().Lookup(ws.Name); ok {
+			for _, t := range st.Tracks() {
+				si.HasAudio = si.HasAudio || t.Kind == "audio"
+				si.HasVideo = si.HasVideo || t.Kind == "video"
+			}
+		}
+		if si.Published {
+			si.Status = "PUBLISHING"
+		}
+		out = append(out, si)
+	}
+	return out
 }
 
 var _ rest.StreamsAPI = (*streams)(nil)
@@ -37,7 +64,7 @@ func (s *streams) pulled() []signaling.StreamInfo {
 // Streams lists the streams that match f.
 func (s *streams) Streams(f *signaling.StreamFilter) []signaling.StreamInfo {
 	out := s.sig.Streams(f)
-	for _, si := range s.pulled() {
+	for _, si := range append(s.pulled(), s.whipStreams()...) {
 		if f.Match(&si) {
 			out = append(out, si)
 		}
@@ -56,6 +83,11 @@ func (s *streams) TerminateStream(f signaling.StreamFilter, info string) int {
 			s.engine.EndPulled(si.Name)
 		}
 		n++
+	}
+	for _, si := range s.whipStreams() {
+		if f.Match(&si) && s.whip.Terminate(si.MediaSessionID, signaling.ErrRESTTerminate) {
+			n++
+		}
 	}
 	return n
 }
