@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -98,7 +99,13 @@ func TestLimits(t *testing.T) {
 
 	// A WebSocket that never sends `connection` is closed (1008) after --ws-handshake-timeout.
 	open[0].Close()
-	conn, _, _, err := ws.Dial(ctx, srv.WS)
+	var conn net.Conn
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		// The server frees the closed session's slot when its goroutines finish: retry a 429 briefly.
+		if conn, _, _, err = ws.Dial(ctx, srv.WS); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
