@@ -15,7 +15,7 @@ import (
 // relayAuthStats are the relay authentication counters of GET /healthz (signaling and WHIP).
 func relayAuthStats(t *testing.T, srv *Server) (wsOK, wsFailed, whipOK, whipFailed uint64) {
 	t.Helper()
-	code, body := restGet(t, srv.HTTP+"/healthz")
+	code, body := restCall(t, srv.HTTP, "/healthz", nil)
 	if code != http.StatusOK {
 		t.Fatalf("%s /healthz: %d %s", srv.Opts.Name, code, body)
 	}
@@ -30,25 +30,6 @@ func relayAuthStats(t *testing.T, srv *Server) (wsOK, wsFailed, whipOK, whipFail
 		t.Fatalf("/healthz: %v: %s", err, body)
 	}
 	return h.Signaling.RelaysAuthenticated, h.Signaling.RelayAuthFailures, h.WHIP.RelaysAuthenticated, h.WHIP.RelayAuthFailures
-}
-
-func restGet(t *testing.T, url string) (int, []byte) {
-	t.Helper()
-	resp, err := http.Get(url) //nolint:noctx // a test's loopback GET
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	var b strings.Builder
-	buf := make([]byte, 4096)
-	for {
-		n, err := resp.Body.Read(buf)
-		b.Write(buf[:n])
-		if err != nil {
-			break
-		}
-	}
-	return resp.StatusCode, []byte(b.String())
 }
 
 // TestRelayAuth: authenticated relays between real processes. O (origin) and E (edge) share the cluster secret
@@ -102,9 +83,9 @@ func TestRelayAuth(t *testing.T) {
 		want      string
 	}{
 		{x, "x", e.WS, relayauth.InfoFailed + ": bad signature"},
-		{n, "n", e.WS, relayauth.InfoRequired + ": a relay path needs a connection signed with the relay secret"},
-		{n, "n-pull", o.WS, relayauth.InfoRequired + ": a relay path needs a connection signed with the relay secret"},
-		{n, "n", e.HTTP + "/whip/n-whip", relayauth.InfoRequired + ": a relay path needs a request signed with the relay secret"},
+		{n, "n", e.WS, relayauth.InfoRequired + ": a relay path needs a token signed with the relay secret"},
+		{n, "n-pull", o.WS, relayauth.InfoRequired + ": a relay path needs a token signed with the relay secret"},
+		{n, "n", e.HTTP + "/whip/n-whip", relayauth.InfoRequired + ": a relay path needs a token signed with the relay secret"},
 	} {
 		a := waitAgent(t, c.srv, c.name, relayUp, "FAILED to "+c.uri, func(a relay.AgentInfo) bool {
 			return a.URI == c.uri && a.Status == relay.StatusFailed && a.Info != ""
@@ -145,6 +126,9 @@ func TestRelayAuth(t *testing.T) {
 	wsOK, wsFailed, whipOK, whipFailed := relayAuthStats(t, e)
 	if wsOK < 2 || wsFailed < 2 || whipOK < 1 || whipFailed < 1 {
 		t.Errorf("E relay auth counters: ws %d ok %d failed, whip %d ok %d failed; want ≥ 2, 2, 1, 1", wsOK, wsFailed, whipOK, whipFailed)
+	}
+	if _, metrics := restCall(t, e.HTTP, "/metrics", nil); !strings.Contains(string(metrics), `rtcrelay_relay_auth_total{protocol="whip",result="ok"} 1`) {
+		t.Errorf("E /metrics lacks the WHIP relay authentication: %s", metrics)
 	}
 	if oOK, oFailed, _, _ := relayAuthStats(t, o); oOK < 1 || oFailed < 1 {
 		t.Errorf("O relay auth counters: %d ok, %d failed; want ≥ 1 each (E's pull, N's pull)", oOK, oFailed)

@@ -61,9 +61,7 @@ type Error struct {
 	Detail   string
 }
 
-func (e *Error) Error() string {
-	return "relayauth: " + strings.ToLower(e.Reason()[:1]) + e.Reason()[1:]
-}
+func (e *Error) Error() string { return "relayauth: " + e.Reason() }
 
 // Reason is the status info the refused relay sees, e.g. "Relay authentication failed: token expired".
 func (e *Error) Reason() string {
@@ -311,6 +309,20 @@ func (v *Verifier) Verify(t Token) error {
 	// A token is valid until at+Skew; remember it until then (and a little longer for a fast clock).
 	v.nonces[t.Nonce] = at.Add(2 * v.cfg.Skew)
 	return nil
+}
+
+// CheckStart is the policy of a server with relay authentication on for one publish or play: relay is the
+// verified token of the connection or request it came on (nil: none), hasPath whether it carries a relay path,
+// sdp its offer. It reports whether that path may be trusted, or refuses the request: an authenticated relay's
+// SDP without the fingerprint it signed, or (require) a relay path without authentication.
+func CheckStart(relay *Token, require, hasPath bool, sdp string) (trustPath bool, err error) {
+	switch {
+	case relay != nil:
+		return true, CheckSDP(sdp, relay.Fingerprint)
+	case hasPath && require:
+		return false, Required("a relay path needs a token signed with the relay secret")
+	}
+	return false, nil
 }
 
 // CheckSDP checks that every a=fingerprint of an SDP offer or answer is fp (the token's): the media session

@@ -186,11 +186,35 @@ func TestErrorText(t *testing.T) {
 	if r := reason(err); r != "Relay authentication required: the relay path needs a signed connection" || !IsInfo(r) {
 		t.Errorf("reason %q", r)
 	}
-	if !strings.HasPrefix(err.Error(), "relayauth: relay authentication required") {
+	if !strings.HasPrefix(err.Error(), "relayauth: Relay authentication required") {
 		t.Errorf("Error() = %q", err)
 	}
 	if IsInfo("Stream not found") {
 		t.Error("IsInfo of another info")
+	}
+}
+
+func TestCheckStart(t *testing.T) {
+	tok := &Token{Fingerprint: fp}
+	sdp := "a=fingerprint:" + fp + "\r\n"
+	for _, c := range []struct {
+		name             string
+		relay            *Token
+		require, hasPath bool
+		sdp              string
+		trust            bool
+		want             string // reason prefix; "" for no error
+	}{
+		{"relay", tok, true, true, sdp, true, ""},
+		{"relay, other fingerprint", tok, false, true, "a=fingerprint:sha-256 00\r\n", true, InfoFailed},
+		{"client with a path, required", nil, true, true, sdp, false, InfoRequired},
+		{"client with a path", nil, false, true, sdp, false, ""},
+		{"client", nil, true, false, sdp, false, ""},
+	} {
+		trust, err := CheckStart(c.relay, c.require, c.hasPath, c.sdp)
+		if (c.want == "") != (err == nil) || !strings.HasPrefix(reason(err), c.want) || (err == nil && trust != c.trust) {
+			t.Errorf("%s: trust %v, err %v; want trust %v, reason %q", c.name, trust, err, c.trust, c.want)
+		}
 	}
 }
 

@@ -123,10 +123,8 @@ func (c *conn) onConnection(m *Message) {
 			return // the socket went while the backend was asked
 		}
 		if err != nil {
-			info := InfoFor(err)
-			c.log.Info("connection refused by the application backend", "appKey", appKey, "info", info, "err", err)
-			c.sendMsg(MsgFail, map[string]any{"apiMethod": "ConnectionStatusEvent", "status": "FAILED", "info": info, "sessionId": c.id, "appKey": appKey})
-			c.abort()
+			c.log.Info("connection refused by the application backend", "appKey", appKey, "err", err)
+			c.refuseLocked(err, appKey)
 			return
 		}
 		if custom, ok := out["custom"]; ok {
@@ -163,11 +161,16 @@ func (c *conn) relayAuthLocked(fields map[string]json.RawMessage, appKey string)
 		c.log.Warn("relay token refused; the connection goes on as an ordinary client", "server", tok.Server, "err", err)
 		return true
 	}
-	info := InfoFor(err)
-	c.log.Warn("relay refused", "server", tok.Server, "info", info)
-	c.sendMsg(MsgFail, map[string]any{"apiMethod": "ConnectionStatusEvent", "status": "FAILED", "info": info, "sessionId": c.id, "appKey": appKey})
-	c.abort()
+	c.log.Warn("relay refused", "server", tok.Server, "err", err)
+	c.refuseLocked(err, appKey)
 	return false
+}
+
+// refuseLocked refuses a `connection`: a fail ConnectionStatusEvent FAILED with err's info, and the socket closed
+// without a close frame (the SDK then reports the session FAILED).
+func (c *conn) refuseLocked(err error, appKey string) {
+	c.sendMsg(MsgFail, map[string]any{"apiMethod": "ConnectionStatusEvent", "status": "FAILED", "info": InfoFor(err), "sessionId": c.id, "appKey": appKey})
+	c.abort()
 }
 
 func (c *conn) establishLocked(fields map[string]json.RawMessage, appKey string) {

@@ -123,7 +123,7 @@ func TestRelayRefused(t *testing.T) {
 	c := dialRaw(t, hs, false)
 	c.handshake()
 	c.relayStart(MsgPublishStream, "p1", "s", relaySDP, []string{"origin-1"})
-	c.expectStatus("p1", StatusFailed, relayauth.InfoRequired+": a relay path needs a connection signed with the relay secret")
+	c.expectStatus("p1", StatusFailed, relayauth.InfoRequired+": a relay path needs a token signed with the relay secret")
 	c.publish("p2", "s", "offer")
 	c.expectSDP("p2")
 	c.expectStatus("p2", StatusPublishing, "")

@@ -21,7 +21,10 @@ type stream struct {
 	sdp     string
 	custom  json.RawMessage
 	fields  map[string]json.RawMessage // the request, without sdp, for echoing
-	created time.Time
+	// trustPath: the relay path in custom may be believed (false: relay authentication is on and the connection
+	// did not authenticate).
+	trustPath bool
+	created   time.Time
 
 	ctx    context.Context // ends with the stream
 	cancel context.CancelCauseFunc
@@ -109,18 +112,6 @@ func (st *stream) infoLocked() StreamInfo {
 	return si
 }
 
-// checkRelayLocked applies relay authentication to a publish/play: an authenticated relay's SDP must carry its
-// signed DTLS fingerprint; a relay path without authentication is refused when it is required.
-func (c *conn) checkRelayLocked(req *streamRequest) error {
-	if c.relay != nil {
-		return relayauth.CheckSDP(req.SDP, c.relay.Fingerprint)
-	}
-	if c.srv.cfg.RelayRequireAuth && len(ParsePath(req.Custom)) > 0 {
-		return relayauth.Required("a relay path needs a connection signed with the relay secret")
-	}
-	return nil
-}
-
 // onStart handles publishStream (publish=true) and playStream.
 func (c *conn) onStart(m *Message, publish bool) {
 	s := c.srv
@@ -169,8 +160,10 @@ func (c *conn) onStart(m *Message, publish bool) {
 		fail(InfoFor(err))
 		return
 	}
+	trustPath := true // without relay authentication every path is believed (a cluster without a secret)
 	if s.cfg.RelayAuth != nil {
-		if err := c.checkRelayLocked(&req); err != nil {
+		var err error
+		if trustPath, err = relayauth.CheckStart(c.relay, s.cfg.RelayRequireAuth, len(ParsePath(req.Custom)) > 0, req.SDP); err != nil {
 			s.relayAuthFailures.Add(1)
 			fail(InfoFor(err))
 			return
@@ -186,7 +179,7 @@ func (c *conn) onStart(m *Message, publish bool) {
 	}
 	st := &stream{
 		c: c, id: req.MediaSessionID, name: req.Name, publish: publish,
-		sdp: req.SDP, custom: req.Custom, fields: fields, created: time.Now(), status: StatusPending,
+		sdp: req.SDP, custom: req.Custom, fields: fields, created: time.Now(), status: StatusPending, trustPath: trustPath,
 	}
 	st.ctx, st.cancel = context.WithCancelCause(context.Background())
 	c.streams[st.id] = st
@@ -211,7 +204,7 @@ func (st *stream) run() {
 	// The relay path comes from the client's own custom, whatever a backend answers (loop detection); with
 	// relay authentication on, only from an authenticated relay.
 	path := ParsePath(st.custom)
-	if len(path) > 0 && s.cfg.RelayAuth != nil && st.c.relay == nil {
+	if len(path) > 0 && !st.trustPath {
 		log.Info("relay path of an unauthenticated connection ignored", "path", path)
 		path = nil
 	}

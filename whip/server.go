@@ -275,20 +275,17 @@ func (h *Handler) post(kind string, ok int, prefix string) http.HandlerFunc {
 			h.fail(w, r, err)
 			return
 		}
-		if relay != nil {
-			if err := relayauth.CheckSDP(string(body), relay.Fingerprint); err != nil {
+		if h.cfg.RelayAuth != nil {
+			trust, err := relayauth.CheckStart(relay, h.cfg.RelayRequireAuth, len(path) > 0, string(body))
+			if err != nil {
 				h.relayFailures.Add(1)
 				h.fail(w, r, err)
 				return
 			}
-		} else if h.cfg.RelayAuth != nil && len(path) > 0 {
-			if h.cfg.RelayRequireAuth {
-				h.relayFailures.Add(1)
-				h.fail(w, r, relayauth.Required("a relay path needs a request signed with the relay secret"))
-				return
+			if !trust && len(path) > 0 {
+				h.log.Info("relay path of an unauthenticated request ignored", "path", path, "remote", r.RemoteAddr)
+				path = nil
 			}
-			h.log.Info("relay path of an unauthenticated request ignored", "path", path, "remote", r.RemoteAddr)
-			path = nil
 		}
 		if h.cfg.Authorize != nil && relay == nil {
 			token, _ := bearer(r)
@@ -452,10 +449,7 @@ func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	h.mu.Lock()
-	delete(h.resources, res.id) // gone for every later request at once; the watcher finishes the rest
-	h.mu.Unlock()
-	res.sess.Close(errDeleted)
+	h.Terminate(res.id, errDeleted) // gone for every later request at once; the watcher finishes the rest
 	h.log.Info("session deleted", "kind", res.kind, "stream", res.name, "resource", res.location)
 	w.WriteHeader(http.StatusOK)
 }

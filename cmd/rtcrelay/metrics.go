@@ -18,6 +18,7 @@ import (
 	"github.com/rtcrelay/rtcrelay/relay"
 	"github.com/rtcrelay/rtcrelay/resthook"
 	"github.com/rtcrelay/rtcrelay/signaling"
+	"github.com/rtcrelay/rtcrelay/whip"
 )
 
 // processMetrics is the GET /metrics?format=json document: the process's CPU and memory, and the forwarding totals, for
@@ -56,6 +57,7 @@ type metricsSource struct {
 	sock   *ice.Socket
 	relays *relay.Manager                         // nil: no relay series
 	sig    *signaling.Server                      // nil: no signaling series
+	whip   *whip.Handler                          // nil: no WHIP series
 	dir    directory.Directory                    // nil: no directory series
 	hooks  func() map[string]resthook.MethodStats // nil: no REST hook counters
 }
@@ -94,6 +96,9 @@ func metricsHandler(src metricsSource) http.HandlerFunc {
 		}
 		if src.sig != nil {
 			snap.signaling = src.sig.Stats()
+		}
+		if src.whip != nil {
+			snap.whip = src.whip.Stats()
 		}
 		if src.dir != nil {
 			h := src.dir.Status()

@@ -12,6 +12,7 @@ import (
 	"github.com/rtcrelay/rtcrelay/forwarder"
 	"github.com/rtcrelay/rtcrelay/relay"
 	"github.com/rtcrelay/rtcrelay/signaling"
+	"github.com/rtcrelay/rtcrelay/whip"
 )
 
 // promContentType is the Prometheus text exposition format (version 0.0.4), which every Prometheus scraper
@@ -31,6 +32,7 @@ type promSnapshot struct {
 	streams   []forwarder.StreamInfo
 	relays    []relay.AgentInfo
 	signaling signaling.ServerStats
+	whip      whip.Stats
 	dirHealth *directory.Health // nil: no directory
 	dirStats  directory.Stats
 }
@@ -185,8 +187,11 @@ func writePrometheus(out io.Writer, s promSnapshot) error {
 	}
 	p.sample("rtcrelay_signaling_handshake_timeouts_total", "counter", "WebSocket sessions closed for sending no connection message in time.", float64(sg.HandshakeTimeouts))
 	p.sample("rtcrelay_signaling_closed_bad_total", "counter", "WebSocket sessions closed after too many malformed messages.", float64(sg.BadClosed))
-	p.sample("rtcrelay_relay_auth_total", "counter", "Relay tokens presented over WebSocket signaling, by result (failed: invalid tokens, fingerprints, and relay paths refused for want of a token).", float64(sg.RelaysAuthenticated), "result", "ok")
-	p.sample("rtcrelay_relay_auth_total", "counter", "Relay tokens presented over WebSocket signaling, by result (failed: invalid tokens, fingerprints, and relay paths refused for want of a token).", float64(sg.RelayAuthFailures), "result", "failed")
+	const relayAuthHelp = "Relay authentication by protocol and result (failed: invalid tokens and fingerprints, and relay paths refused or ignored for want of a token)."
+	p.sample("rtcrelay_relay_auth_total", "counter", relayAuthHelp, float64(sg.RelaysAuthenticated), "protocol", "wcs", "result", "ok")
+	p.sample("rtcrelay_relay_auth_total", "counter", relayAuthHelp, float64(sg.RelayAuthFailures), "protocol", "wcs", "result", "failed")
+	p.sample("rtcrelay_relay_auth_total", "counter", relayAuthHelp, float64(s.whip.RelaysAuthenticated), "protocol", "whip", "result", "ok")
+	p.sample("rtcrelay_relay_auth_total", "counter", relayAuthHelp, float64(s.whip.RelayAuthFailures), "protocol", "whip", "result", "failed")
 
 	var tot forwarder.StreamStats
 	for _, si := range s.streams {

@@ -231,7 +231,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	httpMux := http.NewServeMux()
 	httpMux.Handle("/rest-api/", api)
 	whipH.Mount(httpMux) // /whip/, /whep/ and /rest-api/stream/publish/ (more specific than /rest-api/: it wins)
-	httpMux.Handle("GET /metrics", metricsHandler(metricsSource{reg: engine.Registry(), sock: sock, relays: relays, sig: sig, dir: dir, hooks: hookStats}))
+	httpMux.Handle("GET /metrics", metricsHandler(metricsSource{reg: engine.Registry(), sock: sock, relays: relays, sig: sig, whip: whipH, dir: dir, hooks: hookStats}))
 	httpMux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		ms, es := engine.Stats(), edge.Stats()

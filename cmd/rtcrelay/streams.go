@@ -26,16 +26,16 @@ func (s *streams) whipStreams() []signaling.StreamInfo {
 	var out []signaling.StreamInfo
 	for _, ws := range s.whip.Sessions() {
 		si := signaling.StreamInfo{SessionID: "whip:" + ws.Remote, MediaSessionID: ws.ID, Name: ws.Name,
-			Published: ws.Kind == "publish", Status: "PLAYING", MediaProvider: "WebRTC", MediaType: ws.Kind,
+			Published: ws.Kind == "publish", Status: signaling.StatusPlaying, MediaProvider: "WebRTC", MediaType: ws.Kind,
 			CreateDate: ws.Created.UnixMilli()}
+		if si.Published {
+			si.Status = signaling.StatusPublishing
+		}
 		if st, ok := s.engine.Registry().Lookup(ws.Name); ok {
 			for _, t := range st.Tracks() {
 				si.HasAudio = si.HasAudio || t.Kind == "audio"
 				si.HasVideo = si.HasVideo || t.Kind == "video"
 			}
-		}
-		if si.Published {
-			si.Status = "PUBLISHING"
 		}
 		out = append(out, si)
 	}
