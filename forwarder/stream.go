@@ -104,6 +104,9 @@ func (st *Stream) Tracks() []TrackInfo {
 	return out
 }
 
+// SSRC is ours as the sender of RTCP to the publisher (PLI/FIR, receiver reports).
+func (st *Stream) SSRC() uint32 { return st.ssrc }
+
 // Done is closed when the stream stops.
 func (st *Stream) Done() <-chan struct{} { return st.ctx.Done() }
 

@@ -52,6 +52,9 @@ func (e *Engine) Publish(ctx context.Context, req PublishRequest) (Session, stri
 		s.Close(err)
 		return nil, "", classify(fmt.Errorf("publish %q: %w", req.Name, err))
 	}
+	if id := transportCCID(tracks); id != 0 {
+		s.EnableTWCC(id, f.stream.SSRC())
+	}
 	w := e.newWait(func(cause error) {
 		s.Close(cause)
 		e.publisherGone(f, src, cause)
@@ -276,4 +279,20 @@ func (e *Engine) runPlayer(w *wait, s *session.Session, st *forwarder.Stream, tr
 func (e *Engine) Available(name string) bool {
 	_, ok := e.reg.Lookup(name)
 	return ok
+}
+
+// transportCCID is the transport-cc extension ID of the first receiving track that negotiated it, 0 if none
+// did. BUNDLE gives it one ID on all m-sections, and its sequence numbers span them.
+func transportCCID(tracks []sdp.Track) uint8 {
+	for _, t := range tracks {
+		if t.Direction != sdp.DirRecvOnly && t.Direction != sdp.DirSendRecv {
+			continue
+		}
+		for _, x := range t.Extensions {
+			if x.URI == sdp.ExtTransportCC {
+				return x.ID
+			}
+		}
+	}
+	return 0
 }

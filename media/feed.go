@@ -106,6 +106,14 @@ func (e *Engine) attachPull(o *outbound, ans *sdp.Description) error {
 		}
 	}
 	f.attach(o.src)
+	// The remote sends what we receive; feedback if it accepted the transport-cc of our offer.
+	var sent []sdp.Track
+	for _, m := range media {
+		sent = append(sent, sdp.Track{Direction: sdp.DirRecvOnly, Extensions: m.Extensions})
+	}
+	if id := transportCCID(sent); id != 0 {
+		o.s.EnableTWCC(id, f.stream.SSRC())
+	}
 	return nil
 }
 

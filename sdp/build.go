@@ -24,6 +24,8 @@ const (
 	defaultAudioLevelID  = 1
 	defaultAbsSendTimeID = 2
 	defaultMidID         = 4
+	// DefaultTransportCCID is the transport-cc extension ID of receiving tracks without Extensions.
+	DefaultTransportCCID = 3
 )
 
 // BuildAnswer answers offer with the negotiated tracks (from NegotiatePublish
@@ -97,7 +99,10 @@ func BuildAnswer(offer *Description, t Transport, tracks []Track, streamID, cnam
 // (PT 111) and, for video, VP8 (PT 96) then H264 packetization-mode=1
 // profile-level-id=42e01f (PT 102), each with nack, nack pli and ccm fir.
 // Tracks without Extensions offer audio-level (1, audio only), abs-send-time
-// (2) and sdes:mid (4). ice-lite is written only when t.Lite.
+// (2) and sdes:mid (4). Receiving tracks also offer transport-cc (extension
+// 3 and rtcp-fb transport-cc on every default codec); sending tracks never
+// do, whatever their Codec and Extensions say. ice-lite is written only when
+// t.Lite.
 func BuildOffer(t Transport, tracks []Track, streamID, cname string) (string, error) {
 	if len(tracks) == 0 {
 		return "", fmt.Errorf("%w: no tracks to offer", ErrInvalid)
@@ -132,13 +137,21 @@ func BuildOffer(t Transport, tracks []Track, streamID, cname string) (string, er
 				tr.Direction = DirSendOnly
 			}
 		}
+		recv := tr.Direction == DirRecvOnly || tr.Direction == DirSendRecv
 		codecs := []Codec{tr.Codec}
 		if tr.Codec.Name == "" {
-			codecs = defaultCodecs(tr.Kind)
+			codecs = defaultCodecs(tr.Kind, recv)
 		}
 		exts := tr.Extensions
 		if exts == nil {
-			exts = defaultExtensions(tr.Kind)
+			exts = defaultExtensions(tr.Kind, recv)
+		}
+		if !recv {
+			// Transport-cc only where we receive: we send its feedback, we do not consume it yet.
+			for i := range codecs {
+				codecs[i].Feedback = filterFeedback(codecs[i].Feedback, supportedFeedback)
+			}
+			exts = filterExtensions(exts, supportedExt)
 		}
 		md := transportMedia(tr.Kind, tr.Mid, codecs, t, fp, setup)
 		addRTPAttributes(md, tr.Direction, true, codecs, exts)
@@ -156,10 +169,18 @@ func BuildOffer(t Transport, tracks []Track, streamID, cname string) (string, er
 	return marshal(sd)
 }
 
-func defaultCodecs(kind string) []Codec {
+// defaultCodecs are the codecs of a track without one; recv adds transport-cc feedback.
+func defaultCodecs(kind string, recv bool) []Codec {
 	fb := append([]string(nil), supportedFeedback...)
+	if recv {
+		fb = append(fb, FeedbackTransportCC)
+	}
 	if kind == KindAudio {
-		return []Codec{{PayloadType: DefaultOpusPT, Name: "opus", ClockRate: 48000, Channels: 2, Fmtp: "minptime=10;useinbandfec=1"}}
+		var afb []string
+		if recv {
+			afb = []string{FeedbackTransportCC}
+		}
+		return []Codec{{PayloadType: DefaultOpusPT, Name: "opus", ClockRate: 48000, Channels: 2, Fmtp: "minptime=10;useinbandfec=1", Feedback: afb}}
 	}
 	return []Codec{
 		{PayloadType: DefaultVP8PT, Name: "VP8", ClockRate: 90000, Feedback: fb},
@@ -168,8 +189,12 @@ func defaultCodecs(kind string) []Codec {
 	}
 }
 
-func defaultExtensions(kind string) []Extension {
+// defaultExtensions are the extensions of a track without any; recv adds transport-cc.
+func defaultExtensions(kind string, recv bool) []Extension {
 	e := []Extension{{ID: defaultAbsSendTimeID, URI: ExtAbsSendTime}, {ID: defaultMidID, URI: ExtSDESMid}}
+	if recv {
+		e = append(e, Extension{ID: DefaultTransportCCID, URI: ExtTransportCC})
+	}
 	if kind == KindAudio {
 		e = append([]Extension{{ID: defaultAudioLevelID, URI: ExtAudioLevel}}, e...)
 	}

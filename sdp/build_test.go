@@ -94,12 +94,10 @@ func TestBuildAnswerPublish(t *testing.T) {
 		if len(withPrefix(m, "a=msid:"))+len(withPrefix(m, "a=ssrc:")) != 0 {
 			t.Error("receive-only section with msid/ssrc")
 		}
-		for _, l := range withPrefix(m, "a=extmap:") {
-			if strings.Contains(l, "transport-wide-cc") {
-				t.Errorf("%q", l)
-			}
+		if !slices.Contains(m, "a=extmap:3 "+ExtTransportCC) || !slices.Contains(m, "a=rtcp-fb:"+pt+" transport-cc") {
+			t.Errorf("m %d: transport-cc not accepted from the publisher", i)
 		}
-		if strings.Contains(strings.Join(m, "\n"), "goog-remb") || strings.Contains(strings.Join(m, "\n"), "transport-cc") {
+		if strings.Contains(strings.Join(m, "\n"), "goog-remb") {
 			t.Error("unsupported feedback echoed")
 		}
 	}
@@ -133,6 +131,9 @@ func TestBuildAnswerPlay(t *testing.T) {
 	ans, err := BuildAnswer(offer, tr, tracks, "stream-1", "relay")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if strings.Contains(ans, "transport-cc") || strings.Contains(ans, "transport-wide-cc") {
+		t.Error("transport-cc negotiated with a player")
 	}
 	sess, media := sections(ans)
 	if slices.Contains(sess, "a=ice-lite") || !slices.Contains(sess, "a=msid-semantic: WMS stream-1") {
@@ -264,16 +265,22 @@ func TestBuildOffer(t *testing.T) {
 				}
 			}
 		}
-		for _, want := range []string{"a=rtpmap:102 H264/90000", "a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", "a=rtcp-fb:96 nack pli", "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid"} {
+		for _, want := range []string{"a=rtpmap:102 H264/90000", "a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", "a=rtcp-fb:96 nack pli", "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid",
+			"a=extmap:3 " + ExtTransportCC, "a=rtcp-fb:96 transport-cc", "a=rtcp-fb:102 transport-cc"} {
 			if !slices.Contains(media[1], want) {
 				t.Errorf("video lacks %q", want)
+			}
+		}
+		for _, want := range []string{"a=extmap:3 " + ExtTransportCC, "a=rtcp-fb:111 transport-cc"} {
+			if !slices.Contains(media[0], want) {
+				t.Errorf("audio lacks %q", want)
 			}
 		}
 	})
 	t.Run("sendonly push offer", func(t *testing.T) {
 		tracks := []Track{
 			{Kind: KindAudio, SSRC: 11, Codec: Codec{PayloadType: 109, Name: "opus", ClockRate: 48000, Channels: 2}},
-			{Kind: KindVideo, SSRC: 22, Codec: Codec{PayloadType: 120, Name: "VP8", ClockRate: 90000, Feedback: []string{"nack"}}, Extensions: []Extension{{ID: 3, URI: ExtSDESMid}}},
+			{Kind: KindVideo, SSRC: 22, Codec: Codec{PayloadType: 120, Name: "VP8", ClockRate: 90000, Feedback: []string{"nack", "transport-cc"}}, Extensions: []Extension{{ID: 3, URI: ExtSDESMid}, {ID: 5, URI: ExtTransportCC}}},
 		}
 		off, err := BuildOffer(tr, tracks, "live", "relay")
 		if err != nil {
@@ -288,8 +295,12 @@ func TestBuildOffer(t *testing.T) {
 				t.Errorf("m %d: %+v", i, m)
 			}
 		}
-		if !slices.Equal(d.Media[1].Extensions, tracks[1].Extensions) {
+		// A published codec's transport-cc never reaches a sending offer: we do not consume that feedback.
+		if !slices.Equal(d.Media[1].Extensions, tracks[1].Extensions[:1]) {
 			t.Errorf("extensions %v", d.Media[1].Extensions)
+		}
+		if !slices.Equal(d.Media[1].Codecs[0].Feedback, []string{"nack"}) || strings.Contains(off, "transport") {
+			t.Errorf("feedback %v", d.Media[1].Codecs[0].Feedback)
 		}
 	})
 	t.Run("errors", func(t *testing.T) {

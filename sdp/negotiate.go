@@ -9,15 +9,26 @@ import (
 )
 
 // What the relay forwards. RTCP feedback we implement: NACK (retransmission
-// from the forwarder's ring), PLI and FIR. We do not implement transport-cc
-// (TWCC) or REMB, so neither the transport-cc feedback nor its header
-// extension is negotiated: a browser publisher then estimates bandwidth from
-// loss only. abs-send-time is kept (cheap, useful to receivers); sdes:mid lets
-// browsers demux BUNDLE by MID; audio-level is forwarded untouched.
+// from the forwarder's ring), PLI and FIR. abs-send-time is kept (cheap,
+// useful to receivers); sdes:mid lets browsers demux BUNDLE by MID;
+// audio-level is forwarded untouched.
+//
+// Transport-wide congestion control (TWCC) is negotiated with publishers
+// only: a publisher's session records the transport-cc sequence numbers it
+// receives and sends transport-cc feedback (package twcc), which a browser's
+// send-side estimator needs to ramp up and back off. Towards players neither
+// the feedback nor the extension is negotiated, as we do not consume their
+// feedback yet. REMB is implemented in neither direction.
 var (
 	supportedFeedback = []string{"nack", "nack pli", "ccm fir"}             //nolint:gochecknoglobals // read-only
 	supportedExt      = []string{ExtSDESMid, ExtAbsSendTime, ExtAudioLevel} //nolint:gochecknoglobals // read-only
+	// What we accept from a publisher (what we receive) on top.
+	publishFeedback = append(slices.Clip(supportedFeedback), FeedbackTransportCC) //nolint:gochecknoglobals // read-only
+	publishExt      = append(slices.Clip(supportedExt), ExtTransportCC)           //nolint:gochecknoglobals // read-only
 )
+
+// FeedbackTransportCC is the rtcp-fb value of transport-wide congestion control feedback.
+const FeedbackTransportCC = "transport-cc"
 
 // NegotiatePublish chooses, for each offered m-section, the one codec the
 // relay will receive and forward, keeping the offer's payload type and
@@ -40,9 +51,13 @@ func NegotiatePublish(offer *Description) ([]Track, error) {
 			if c, ok := chooseReceiveCodec(m); ok {
 				found = true
 				t.Codec = c
-				t.Extensions = filterExtensions(m.Extensions)
+				t.Extensions = filterExtensions(m.Extensions, publishExt)
 				if m.Direction == DirSendOnly || m.Direction == DirSendRecv {
 					t.Direction = DirRecvOnly
+				} else {
+					// Nothing to receive, no feedback to send.
+					t.Codec.Feedback = filterFeedback(t.Codec.Feedback, supportedFeedback)
+					t.Extensions = filterExtensions(t.Extensions, supportedExt)
 				}
 			}
 		}
@@ -74,7 +89,7 @@ func NegotiatePlay(offer *Description, published []Codec) ([]Track, error) {
 			if c, ok := matchPublished(m, published); ok {
 				found = true
 				t.Codec = c
-				t.Extensions = filterExtensions(m.Extensions)
+				t.Extensions = filterExtensions(m.Extensions, supportedExt)
 				t.Direction = DirSendOnly
 				t.SSRC = randomSSRC(used)
 			}
@@ -105,7 +120,7 @@ func chooseReceiveCodec(m *Media) (Codec, bool) {
 		return Codec{}, false
 	}
 	c := m.Codecs[best]
-	c.Feedback = filterFeedback(c.Feedback)
+	c.Feedback = filterFeedback(c.Feedback, publishFeedback)
 	return c, true
 }
 
@@ -165,7 +180,7 @@ func matchPublished(m *Media, published []Codec) (Codec, bool) {
 		}
 		if best >= 0 {
 			c := m.Codecs[best] // the player's PT and fmtp
-			c.Feedback = filterFeedback(c.Feedback)
+			c.Feedback = filterFeedback(c.Feedback, supportedFeedback)
 			return c, true
 		}
 	}
@@ -213,20 +228,20 @@ func normChannels(ch uint16) uint16 {
 	return ch
 }
 
-func filterFeedback(fb []string) []string {
+func filterFeedback(fb, supported []string) []string {
 	var out []string
 	for _, f := range fb {
-		if slices.Contains(supportedFeedback, f) {
+		if slices.Contains(supported, f) {
 			out = append(out, f)
 		}
 	}
 	return out
 }
 
-func filterExtensions(exts []Extension) []Extension {
+func filterExtensions(exts []Extension, supported []string) []Extension {
 	var out []Extension
 	for _, e := range exts {
-		if slices.Contains(supportedExt, e.URI) {
+		if slices.Contains(supported, e.URI) {
 			out = append(out, e)
 		}
 	}

@@ -40,22 +40,71 @@ func TestNegotiatePublish(t *testing.T) {
 			if v.Codec.Name != tc.video || v.Codec.PayloadType != tc.videoPT || v.Kind != KindVideo || v.Mid != "1" || v.SSRC != 0 || v.Direction != tc.dir {
 				t.Errorf("video %+v", v)
 			}
-			for _, fb := range v.Codec.Feedback {
-				if !slices.Contains([]string{"nack", "nack pli", "ccm fir"}, fb) {
-					t.Errorf("feedback %q kept", fb)
-				}
-			}
-			if len(v.Codec.Feedback) != 3 {
-				t.Errorf("feedback %v", v.Codec.Feedback)
-			}
-			for _, tr := range tracks {
-				for _, e := range tr.Extensions {
-					if e.URI == ExtTransportCC || !slices.Contains([]string{ExtSDESMid, ExtAbsSendTime, ExtAudioLevel}, e.URI) {
-						t.Errorf("extension %v kept", e)
+			offer := mustParse(t, readTestdata(t, tc.file))
+			for i, tr := range tracks {
+				om := offer.Media[i]
+				var offered Codec
+				for _, c := range om.Codecs {
+					if c.PayloadType == tr.Codec.PayloadType {
+						offered = c
 					}
 				}
+				wantFB := []string{}
+				for _, fb := range offered.Feedback {
+					if slices.Contains([]string{"nack", "nack pli", "ccm fir"}, fb) ||
+						fb == "transport-cc" && tc.dir == DirRecvOnly {
+						wantFB = append(wantFB, fb)
+					}
+				}
+				if !slices.Equal(append([]string{}, tr.Codec.Feedback...), wantFB) {
+					t.Errorf("%s feedback %q, want %q", tr.Kind, tr.Codec.Feedback, wantFB)
+				}
+				var wantExt []Extension
+				for _, e := range om.Extensions {
+					if slices.Contains([]string{ExtSDESMid, ExtAbsSendTime, ExtAudioLevel}, e.URI) ||
+						e.URI == ExtTransportCC && tc.dir == DirRecvOnly {
+						wantExt = append(wantExt, e)
+					}
+				}
+				if !slices.Equal(tr.Extensions, wantExt) {
+					t.Errorf("%s extensions %v, want %v", tr.Kind, tr.Extensions, wantExt)
+				}
+			}
+			if len(v.Codec.Feedback) < 3 {
+				t.Errorf("feedback %v", v.Codec.Feedback)
 			}
 		})
+	}
+}
+
+// Chrome's publish offer gets transport-cc (extension 3, rtcp-fb on both codecs) in the answer; a player's
+// answer gets neither.
+func TestNegotiateTransportCC(t *testing.T) {
+	pub, err := NegotiatePublish(mustParse(t, readTestdata(t, "chromium-publish.sdp")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range pub {
+		if !slices.Contains(tr.Extensions, Extension{ID: 3, URI: ExtTransportCC}) {
+			t.Errorf("publish %s: extensions %v", tr.Kind, tr.Extensions)
+		}
+		if !slices.Contains(tr.Codec.Feedback, FeedbackTransportCC) {
+			t.Errorf("publish %s: feedback %v", tr.Kind, tr.Codec.Feedback)
+		}
+	}
+	play, err := NegotiatePlay(mustParse(t, readTestdata(t, "chromium-play.sdp")), []Codec{pub[0].Codec, pub[1].Codec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range play {
+		for _, e := range tr.Extensions {
+			if e.URI == ExtTransportCC {
+				t.Errorf("play %s: extension %v", tr.Kind, e)
+			}
+		}
+		if slices.Contains(tr.Codec.Feedback, FeedbackTransportCC) {
+			t.Errorf("play %s: feedback %v", tr.Kind, tr.Codec.Feedback)
+		}
 	}
 }
 

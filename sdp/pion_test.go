@@ -159,7 +159,7 @@ func TestPionPublishH264CustomPTs(t *testing.T) {
 	if tracks[0].Codec.PayloadType != 100 || tracks[1].Codec.PayloadType != 123 {
 		t.Fatalf("chose %d and %d, want 100 and 123", tracks[0].Codec.PayloadType, tracks[1].Codec.PayloadType)
 	}
-	if !slices.Equal(tracks[1].Codec.Feedback, []string{"nack", "nack pli"}) {
+	if !slices.Equal(tracks[1].Codec.Feedback, []string{"nack", "nack pli", "transport-cc"}) {
 		t.Errorf("feedback %v", tracks[1].Codec.Feedback)
 	}
 	answer, err := BuildAnswer(offer, testTransport(), tracks, "", "")
@@ -234,6 +234,10 @@ func TestPionAnswersOurOffer(t *testing.T) {
 			want := []uint8{DefaultOpusPT, DefaultVP8PT}[i]
 			if m.Direction != DirSendOnly || len(m.Codecs) == 0 || m.Codecs[0].PayloadType != want || len(m.SSRCs) == 0 || m.Mid != itoa32(uint32(i)) {
 				t.Errorf("m %d: %+v", i, m)
+			}
+			// pion, as a sender, accepts the transport-cc we offer to receive.
+			if !slices.Contains(m.Extensions, Extension{ID: DefaultTransportCCID, URI: ExtTransportCC}) {
+				t.Errorf("m %d: extensions %v", i, m.Extensions)
 			}
 		}
 	})

@@ -57,7 +57,7 @@ func sealed(tb testing.TB, enc *srtp.Encrypter, n int) [][]byte {
 	for i := range out {
 		pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: uint16(i), Timestamp: uint32(i) * 3000, SSRC: 0xabc}, Payload: make([]byte, 1200)}
 		pkt.Header.SetExtension(3, []byte{1, 2, 3})
-		pkt.Header.SetExtension(5, []byte{0, 1})
+		pkt.Header.SetExtension(5, []byte{byte(i >> 8), byte(i)}) // transport-wide sequence number
 		pkt.Header.SetExtension(4, []byte{'0'})
 		raw, err := pkt.Marshal()
 		if err != nil {
@@ -109,9 +109,17 @@ func BenchmarkHandleSRTP(b *testing.B) {
 	for _, tc := range []struct {
 		name    string
 		profile uint16
-	}{{"AES128GCM", dtls.ProfileAEADAES128GCM}, {"AES128CM_HMAC80", dtls.ProfileAES128CMHMACSHA180}} {
+		twcc    bool
+	}{
+		{"AES128GCM", dtls.ProfileAEADAES128GCM, false},
+		{"AES128GCM+TWCC", dtls.ProfileAEADAES128GCM, true},
+		{"AES128CM_HMAC80", dtls.ProfileAES128CMHMACSHA180, false},
+	} {
 		b.Run(tc.name, func(b *testing.B) {
 			s, enc := keyedSession(b, tc.profile)
+			if tc.twcc {
+				s.EnableTWCC(5, 1) // records; no feedback loop on a session that never started
+			}
 			k := &countSink{}
 			s.SetSink(k)
 			const n = 4096 // a window of fresh sequence numbers; the replay window forbids reusing one
@@ -134,6 +142,9 @@ func BenchmarkHandleSRTP(b *testing.B) {
 			b.StopTimer()
 			if k.rtp != b.N {
 				b.Fatalf("%d of %d delivered (%+v)", k.rtp, b.N, s.Stats())
+			}
+			if t := s.twcc.Load(); tc.twcc && (t == nil || len(t.rec.Feedback()) == 0) {
+				b.Fatal("nothing recorded")
 			}
 		})
 	}

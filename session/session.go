@@ -22,6 +22,7 @@ import (
 	"github.com/rtcrelay/rtcrelay/packet"
 	"github.com/rtcrelay/rtcrelay/sdp"
 	"github.com/rtcrelay/rtcrelay/srtp"
+	"github.com/rtcrelay/rtcrelay/twcc"
 )
 
 // Config configures a session.
@@ -30,10 +31,15 @@ type Config struct {
 	Certificate *dtls.Certificate
 	// ICETimeout and DTLSTimeout bound the two stages of Start; 0 means 10 s each.
 	ICETimeout, DTLSTimeout time.Duration
-	Logger                  *slog.Logger
+	// TWCCInterval is how often a session with EnableTWCC sends transport-cc feedback; 0 means 100 ms.
+	TWCCInterval time.Duration
+	Logger       *slog.Logger
 }
 
-const defaultTimeout = 10 * time.Second
+const (
+	defaultTimeout      = 10 * time.Second
+	defaultTWCCInterval = 100 * time.Millisecond
+)
 
 // Stage names the step a session failed in; signaling maps it to the Web SDK's info strings.
 type Stage string
@@ -75,12 +81,14 @@ type Stats struct {
 	RTPOut, RTPBytesOut, RTCPOut, RTCPBytesOut uint64
 	DecryptFailures                            uint64 // authentication or replay failures, malformed packets
 	DroppedNotReady                            uint64 // SRTP before the keys, DTLS with a full queue
+	TWCCFeedbackOut                            uint64 // transport-cc feedback packets sent (also in RTCPOut)
 }
 
 type counters struct {
 	rtpIn, rtpBytesIn, rtcpIn, rtcpBytesIn     atomic.Uint64
 	rtpOut, rtpBytesOut, rtcpOut, rtcpBytesOut atomic.Uint64
 	decryptFailures, notReady                  atomic.Uint64
+	twccOut                                    atomic.Uint64
 }
 
 type sinkBox struct{ k Sink }
@@ -100,11 +108,16 @@ type Session struct {
 	dconn    *dtlsConn
 	answerer bool
 
-	mu       sync.Mutex // guards remote and started
+	mu       sync.Mutex // guards remote, started, up and twccLoop
 	remoteFP string
 	role     dtls.Role
 	haveRem  bool
 	started  bool
+	up       bool // the SRTP keys are installed
+	twccLoop bool // the feedback loop was started
+
+	twcc  atomic.Pointer[twccRecv] // set once by EnableTWCC
+	loops sync.WaitGroup           // the feedback loop; Close waits for it
 
 	dtls  atomic.Pointer[dtls.Conn]
 	keys  atomic.Pointer[keys]
@@ -131,6 +144,9 @@ func newSession(cfg Config, answerer bool, acfg ice.AgentConfig) (*Session, erro
 	}
 	if cfg.DTLSTimeout <= 0 {
 		cfg.DTLSTimeout = defaultTimeout
+	}
+	if cfg.TWCCInterval <= 0 {
+		cfg.TWCCInterval = defaultTWCCInterval
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -269,6 +285,10 @@ func (s *Session) Start(ctx context.Context) error {
 		conn.Close()
 		return s.Err()
 	}
+	s.mu.Lock()
+	s.up = true
+	s.startTWCCLocked()
+	s.mu.Unlock()
 	// A lite (answering) agent's pion state is not needed past the handshake: the socket answers the peer's
 	// consent checks from now on, which frees three goroutines and about 20 kB per session.
 	s.agent.Settle()
@@ -328,6 +348,11 @@ func (s *Session) HandleSRTP(p *packet.Buffer, _ netip.AddrPort) {
 	p.SetBytes(plain)
 	s.c.rtpIn.Add(1)
 	s.c.rtpBytesIn.Add(uint64(len(plain)))
+	if t := s.twcc.Load(); t != nil {
+		if seq, ok := twcc.SequenceNumber(&p.Header, t.extID); ok {
+			t.rec.Record(p.Header.SSRC, seq, p.Arrival)
+		}
+	}
 	if b := s.sink.Load(); b != nil {
 		b.k.HandleRTP(p)
 	}
@@ -466,7 +491,12 @@ func (s *Session) Close(cause error) {
 		cause = ErrClosed
 	}
 	s.once.Do(func() {
+		// Cancelled under mu, so that no feedback loop starts after this (startTWCCLocked checks ctx under
+		// mu), and one that started is waited for.
+		s.mu.Lock()
 		s.cancel(cause)
+		s.mu.Unlock()
+		s.loops.Wait()
 		if c := s.dtls.Load(); c != nil {
 			if err := c.Close(); err != nil {
 				s.log.Debug("DTLS close", "err", err)
@@ -489,5 +519,61 @@ func (s *Session) Stats() Stats {
 		RTPIn: c.rtpIn.Load(), RTPBytesIn: c.rtpBytesIn.Load(), RTCPIn: c.rtcpIn.Load(), RTCPBytesIn: c.rtcpBytesIn.Load(),
 		RTPOut: c.rtpOut.Load(), RTPBytesOut: c.rtpBytesOut.Load(), RTCPOut: c.rtcpOut.Load(), RTCPBytesOut: c.rtcpBytesOut.Load(),
 		DecryptFailures: c.decryptFailures.Load(), DroppedNotReady: c.notReady.Load(),
+		TWCCFeedbackOut: c.twccOut.Load(),
+	}
+}
+
+// twccRecv is the transport-cc state of a session that sends feedback.
+type twccRecv struct {
+	extID uint8
+	rec   *twcc.Recorder
+}
+
+// EnableTWCC makes the session record the transport-wide sequence numbers of the RTP it receives (header
+// extension extID, as negotiated) and send transport-cc feedback with senderSSRC to the remote every
+// Config.TWCCInterval while packets arrive. Before or after Start; later calls are ignored, as is extID 0.
+func (s *Session) EnableTWCC(extID uint8, senderSSRC uint32) {
+	if extID == 0 || !s.twcc.CompareAndSwap(nil, &twccRecv{extID: extID, rec: twcc.NewRecorder(senderSSRC)}) {
+		return
+	}
+	s.mu.Lock()
+	s.startTWCCLocked()
+	s.mu.Unlock()
+}
+
+// startTWCCLocked starts the feedback loop once both TWCC is enabled and the keys are up (s.mu held).
+func (s *Session) startTWCCLocked() {
+	t := s.twcc.Load()
+	if t == nil || !s.up || s.twccLoop || s.ctx.Err() != nil {
+		return
+	}
+	s.twccLoop = true
+	s.loops.Go(func() { s.sendTWCC(t.rec) })
+}
+
+// sendTWCC sends the recorder's feedback every interval until the session ends; nothing when no packet came.
+func (s *Session) sendTWCC(rec *twcc.Recorder) {
+	tick := time.NewTicker(s.cfg.TWCCInterval)
+	defer tick.Stop()
+	failures := 0
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		for _, p := range rec.Feedback() {
+			b, err := p.Marshal()
+			if err == nil {
+				err = s.WriteRTCP(b)
+			}
+			if err != nil {
+				if failures++; failures == 1 || failures%100 == 0 {
+					s.log.Debug("transport-cc feedback not sent", "err", err, "failures", failures)
+				}
+				continue
+			}
+			s.c.twccOut.Add(1)
+		}
 	}
 }
