@@ -123,7 +123,7 @@ func (e *Engine) publishFeed(name string, infos []forwarder.TrackInfo, path []st
 }
 
 // sameTracks reports whether a new publisher's tracks can continue a stream's: same kinds, codecs and header
-// extensions in the same order (payload types may differ: the feed rewrites them).
+// extensions with the same IDs, in any order (payload types may differ: the feed rewrites them).
 func sameTracks(have, want []forwarder.TrackInfo) bool {
 	if len(have) != len(want) {
 		return false
@@ -131,7 +131,20 @@ func sameTracks(have, want []forwarder.TrackInfo) bool {
 	for i := range have {
 		a, b := have[i], want[i]
 		if a.Kind != b.Kind || !strings.EqualFold(a.Codec.Name, b.Codec.Name) || a.Codec.ClockRate != b.Codec.ClockRate ||
-			a.Codec.Channels != b.Codec.Channels || !slices.Equal(a.Extensions, b.Extensions) {
+			a.Codec.Channels != b.Codec.Channels || !sameExtensions(a.Extensions, b.Extensions) {
+			return false
+		}
+	}
+	return true
+}
+
+// sameExtensions reports whether a and b hold the same header extensions (ID and URI), whatever their order.
+func sameExtensions(a, b []sdp.Extension) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		if !slices.Contains(b, x) {
 			return false
 		}
 	}
