@@ -57,6 +57,21 @@ type Player struct {
 	batch BatchSender // the writer's batch for out's Sender; writer goroutine only, set on first send
 	twseq uint16      // transport-wide sequence number; writer goroutine only
 	stats playerCounters
+
+	maxBitrate atomic.Int64 // SetMaxBitrate, 0 = none
+}
+
+// SetMaxBitrate caps the bitrate the player's simulcast layer is chosen for (bits/s; 0 removes the cap). It
+// takes effect at the next selection (within 250 ms), at the next keyframe of the new layer.
+func (p *Player) SetMaxBitrate(bps int64) { p.maxBitrate.Store(max(bps, 0)) }
+
+// budget is what the player's video may use, bits/s: its estimate, capped by SetMaxBitrate; -1 = unknown.
+func (p *Player) budget() int64 {
+	b := int64(-1)
+	if c := p.maxBitrate.Load(); c > 0 && (b < 0 || c < b) {
+		b = c
+	}
+	return b
 }
 
 // downTrack is one player's view of one track.
@@ -78,6 +93,8 @@ type downTrack struct {
 	octets  atomic.Uint64
 	lastSR  atomic.Uint64 // LSR value of the last SR sent << 32 | when, in 1/65536 s
 	rr      atomic.Pointer[rrInfo]
+
+	sim *layerState // nil unless the track is a simulcast group
 }
 
 type rrInfo struct {
@@ -91,8 +108,11 @@ type rrInfo struct {
 // restarted publisher) is re-based so that the player's numbers stay continuous.
 const maxJump = 3000
 
-func newDownTrack(p *Player, t *track, tr sdp.Track) *downTrack {
+func newDownTrack(p *Player, t *track, tr sdp.Track, layers []*track) *downTrack {
 	dt := &downTrack{p: p, t: t, initSeq: uint16(rand.Uint32())}
+	if len(layers) > 0 {
+		dt.sim = newLayerState(layers)
+	}
 	ssrc := tr.SSRC
 	for ssrc == 0 {
 		ssrc = rand.Uint32()
@@ -225,10 +245,21 @@ func (p *Player) handleNACK(n *rtcp.TransportLayerNack) {
 		return
 	}
 	off := uint16(m)
+	var since uint32
+	if dt.sim != nil {
+		since = dt.sim.switchSeq.Load()
+	}
 	for i := range n.Nacks {
 		n.Nacks[i].Range(func(seq uint16) bool {
 			p.stats.nacks.Add(1)
-			dt.t.media.nacks.Add(1)
+			if since != 0 && int16(seq-uint16(since)) < 0 {
+				// Sent from the layer the player was on before: that ring is not the one to answer from.
+				p.stats.nacksMissed.Add(1)
+				return true
+			}
+			if t := dt.current(); t != nil {
+				t.media.nacks.Add(1)
+			}
 			p.st.postNACK(nackReq{dt: dt, seq: seq - off})
 			return true
 		})
@@ -246,8 +277,10 @@ func (p *Player) keyframeRequest(mediaSSRC uint32) {
 		}
 	}
 	if dt != nil && dt.t.video {
-		dt.t.media.plis.Add(1)
-		p.st.requestKeyframe(dt.t)
+		if t := dt.current(); t != nil {
+			t.media.plis.Add(1)
+			p.st.requestKeyframe(t)
+		}
 	}
 }
 
@@ -294,11 +327,18 @@ type PlayerStats struct {
 	Jitter                uint32 // in timestamp units
 	RTT                   time.Duration
 	WaitingForKeyframe    bool
+	// Simulcast (zero for a plain stream): the RID forwarded now ("" when video is paused), the one wanted,
+	// the switches so far, the budget the layer was chosen for (bits/s, -1 unknown).
+	Layer, TargetLayer string
+	LayerSwitches      uint64
+	VideoPaused        bool
+	Budget             int64
 }
 
 // Stats returns the player's counters.
 func (p *Player) Stats() PlayerStats {
 	s := PlayerStats{
+		Budget: p.budget(),
 		Drops: p.stats.drops.Load(), SkippedBeforeKeyframe: p.stats.skipped.Load(),
 		NACKs: p.stats.nacks.Load(), NACKsServed: p.stats.nacksServed.Load(), NACKsMissed: p.stats.nacksMissed.Load(),
 		Retransmits: p.stats.retransmits.Load(), PLIs: p.stats.plis.Load(), FIRs: p.stats.firs.Load(),
@@ -308,6 +348,10 @@ func (p *Player) Stats() PlayerStats {
 		s.PacketsOut += dt.packets.Load()
 		s.BytesOut += dt.octets.Load()
 		s.WaitingForKeyframe = s.WaitingForKeyframe || dt.waiting.Load()
+		if ls := dt.sim; ls != nil {
+			s.Layer, s.TargetLayer = ridOf(ls.layers, ls.curA.Load()), ridOf(ls.layers, ls.target.Load())
+			s.LayerSwitches, s.VideoPaused = ls.switches.Load(), ls.target.Load() == noLayer
+		}
 		if r := dt.rr.Load(); r != nil {
 			s.FractionLost = max(s.FractionLost, r.fractionLost)
 			s.TotalLost = max(s.TotalLost, r.totalLost)

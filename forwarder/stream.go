@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
 	"github.com/rtcrelay/rtcrelay/packet"
 	"github.com/rtcrelay/rtcrelay/sdp"
 )
@@ -55,8 +56,7 @@ type Stream struct {
 	players []*Player
 	writers []*writer
 
-	lastKeyframeReq atomic.Int64 // mono time of the last PLI/FIR sent, 0 = never
-	firSeq          atomic.Uint32
+	firSeq atomic.Uint32
 
 	unknown     atomic.Uint64 // packets of no track
 	nackDrops   atomic.Uint64 // NACK requests lost because nackq was full
@@ -114,7 +114,8 @@ func (st *Stream) mono() int64 { return int64(time.Since(st.reg.epoch)) + 1 }
 
 // trackFor finds the track of a packet: by SSRC, or, for a track whose SSRC was not declared, by payload type
 // on its first packet.
-func (st *Stream) trackFor(ssrc uint32, pt uint8) *track {
+func (st *Stream) trackFor(h *rtp.Header) *track {
+	ssrc, pt := h.SSRC, h.PayloadType
 	for _, t := range st.tracks {
 		if t.known.Load() && t.ssrc.Load() == ssrc {
 			return t
@@ -122,9 +123,12 @@ func (st *Stream) trackFor(ssrc uint32, pt uint8) *track {
 	}
 	for _, t := range st.tracks {
 		if !t.known.Load() && t.info.Codec.PayloadType == pt {
+			if t.layer && (t.ridID == 0 || string(h.GetExtension(t.ridID)) != t.info.RID) {
+				continue // a simulcast layer is told by its RID, which the first packets carry
+			}
 			t.ssrc.Store(ssrc)
 			t.known.Store(true)
-			st.log.Debug("learned publisher SSRC", "kind", t.info.Kind, "ssrc", ssrc)
+			st.log.Debug("learned publisher SSRC", "kind", t.info.Kind, "rid", t.info.RID, "ssrc", ssrc)
 			return t
 		}
 	}
@@ -143,7 +147,7 @@ func (st *Stream) HandleRTP(p *packet.Buffer) {
 		st.serveNACKs()
 	}
 	h := &p.Header
-	t := st.trackFor(h.SSRC, h.PayloadType)
+	t := st.trackFor(h)
 	if t == nil {
 		st.unknown.Add(1)
 		return
@@ -204,14 +208,18 @@ func (st *Stream) serveNACKs() {
 		if dt.p.closed.Load() {
 			continue
 		}
-		p := dt.t.ring.get(r.seq)
+		t := dt.current()
+		var p *packet.Buffer
+		if t != nil {
+			p = t.ring.get(r.seq)
+		}
 		if p == nil {
 			dt.p.stats.nacksMissed.Add(1)
 			st.nacksMissed.Add(1)
 			continue
 		}
 		p.Retain()
-		if !dt.p.w.enqueue(entry{p: p, dt: dt, track: dt.t.idx}) {
+		if !dt.p.w.enqueue(entry{p: p, dt: dt, track: t.idx}) {
 			p.Release()
 			dt.p.stats.drops.Add(1)
 			continue
@@ -226,24 +234,25 @@ func (st *Stream) serveNACKs() {
 func (st *Stream) RequestKeyframe() {
 	for _, t := range st.tracks {
 		if t.video {
-			st.lastKeyframeReq.Store(0)
+			t.lastKeyReq.Store(0)
 			st.requestKeyframe(t)
 		}
 	}
 }
 
-// requestKeyframe sends a PLI (and a FIR when negotiated) for t to the publisher unless one was sent less
-// than keyframeInterval ago. It reports whether it sent.
+// requestKeyframe sends a PLI (and a FIR when negotiated) for t to the publisher unless one was sent for t less
+// than keyframeInterval ago (per track: simulcast layers are encoded, and asked for, apart). It reports whether
+// it sent.
 func (st *Stream) requestKeyframe(t *track) bool {
 	if !t.known.Load() || st.closed.Load() {
 		return false
 	}
 	now := st.mono()
-	last := st.lastKeyframeReq.Load()
+	last := t.lastKeyReq.Load()
 	if last != 0 && now-last < int64(keyframeInterval) {
 		return false
 	}
-	if !st.lastKeyframeReq.CompareAndSwap(last, now) {
+	if !t.lastKeyReq.CompareAndSwap(last, now) {
 		return false
 	}
 	media := t.ssrc.Load()
@@ -313,10 +322,17 @@ func (st *Stream) forwardSR(t *track, sr *rtcp.SenderReport, now uint32) {
 			if dt.seqMap.Load() == 0 {
 				continue // not started: the player knows nothing of this SSRC yet
 			}
+			var tsOff uint32
+			if dt.sim != nil {
+				if dt.sim.curA.Load() != uint32(t.idx) {
+					continue // a layer the player is not on
+				}
+				tsOff = dt.sim.tsOff.Load()
+			}
 			out := rtcp.SenderReport{
 				SSRC:        dt.rw.ssrc,
 				NTPTime:     sr.NTPTime,
-				RTPTime:     sr.RTPTime + dt.tsOff,
+				RTPTime:     sr.RTPTime + tsOff,
 				PacketCount: uint32(dt.packets.Load()),
 				OctetCount:  uint32(dt.octets.Load()),
 			}
@@ -349,10 +365,11 @@ func (st *Stream) run() {
 		}
 		ticks++
 		for _, t := range st.tracks {
-			if t.video && t.waiting.Load() > 0 {
+			if t.video && !t.layer && t.waiting.Load() > 0 {
 				st.requestKeyframe(t)
 			}
 		}
+		st.selectLayers()
 		if ticks%reportTicks == 0 {
 			st.sendReceiverReport()
 			now := st.mono()
@@ -408,8 +425,15 @@ func (st *Stream) Subscribe(out Downstream, tracks []sdp.Track) (*Player, error)
 		}
 		for _, t := range st.tracks {
 			if !used[t.idx] && t.info.Kind == tr.Kind {
+				var layers []*track
+				if t.layer {
+					layers = st.layers()
+				}
 				used[t.idx] = true
-				p.dts = append(p.dts, newDownTrack(p, t, tr))
+				for _, l := range layers {
+					used[l.idx] = true
+				}
+				p.dts = append(p.dts, newDownTrack(p, t, tr, layers))
 				break
 			}
 		}
@@ -423,24 +447,30 @@ func (st *Stream) Subscribe(out Downstream, tracks []sdp.Track) (*Player, error)
 	p.w.nplayers++
 	var video []*track
 	for _, dt := range p.dts {
-		t := dt.t
-		if t.video {
+		if dt.t.video {
 			dt.waiting.Store(true)
-			t.waiting.Add(1)
-			video = append(video, t)
-		}
-		old := p.w.dts[t.idx].Load()
-		var list []*downTrack
-		if old != nil {
-			list = slices.Clone(*old)
-		}
-		p.w.dts[t.idx].Store(ptr(append(list, dt)))
-		if old == nil || len(*old) == 0 {
-			var fan []*writer
-			if f := t.fan.Load(); f != nil {
-				fan = slices.Clone(*f)
+			dt.t.waiting.Add(1)
+			if dt.sim != nil {
+				st.initialLayer(dt)
+				video = append(video, dt.target())
+			} else {
+				video = append(video, dt.t)
 			}
-			t.fan.Store(ptr(append(fan, p.w)))
+		}
+		for _, t := range dt.tracks() {
+			old := p.w.dts[t.idx].Load()
+			var list []*downTrack
+			if old != nil {
+				list = slices.Clone(*old)
+			}
+			p.w.dts[t.idx].Store(ptr(append(list, dt)))
+			if old == nil || len(*old) == 0 {
+				var fan []*writer
+				if f := t.fan.Load(); f != nil {
+					fan = slices.Clone(*f)
+				}
+				t.fan.Store(ptr(append(fan, p.w)))
+			}
 		}
 	}
 	st.players = append(st.players, p)
@@ -487,20 +517,21 @@ func (st *Stream) removePlayer(p *Player) {
 	st.players = slices.Delete(st.players, i, i+1)
 	p.w.nplayers--
 	for _, dt := range p.dts {
-		t := dt.t
 		if dt.waiting.CompareAndSwap(true, false) {
-			t.waiting.Add(-1)
+			dt.t.waiting.Add(-1)
 		}
-		old := p.w.dts[t.idx].Load()
-		if old == nil {
-			continue
-		}
-		list := slices.DeleteFunc(slices.Clone(*old), func(x *downTrack) bool { return x == dt })
-		p.w.dts[t.idx].Store(&list)
-		if len(list) == 0 {
-			if f := t.fan.Load(); f != nil {
-				fan := slices.DeleteFunc(slices.Clone(*f), func(x *writer) bool { return x == p.w })
-				t.fan.Store(&fan)
+		for _, t := range dt.tracks() {
+			old := p.w.dts[t.idx].Load()
+			if old == nil {
+				continue
+			}
+			list := slices.DeleteFunc(slices.Clone(*old), func(x *downTrack) bool { return x == dt })
+			p.w.dts[t.idx].Store(&list)
+			if len(list) == 0 {
+				if f := t.fan.Load(); f != nil {
+					fan := slices.DeleteFunc(slices.Clone(*f), func(x *writer) bool { return x == p.w })
+					t.fan.Store(&fan)
+				}
 			}
 		}
 	}

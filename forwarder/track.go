@@ -17,6 +17,10 @@ type TrackInfo struct {
 	Codec      sdp.Codec
 	Extensions []sdp.Extension
 	SSRC       uint32 // the publisher's SSRC when the offer declared it; 0: learned from the payload type
+	// RID is the rtp-stream-id of one simulcast encoding ("" for a plain track). The video tracks of a stream
+	// that have a RID are the layers of one simulcast group: each is a track with its own ring, its SSRC learned
+	// from the RID header extension of its first packet, and a player receives one of them at a time.
+	RID string
 }
 
 // The rings are a track's NACK cache: each slot holds one pooled packet.Buffer (about 1.8 kB, whatever the
@@ -36,6 +40,10 @@ type track struct {
 	video bool
 	codec codecKind
 	fir   bool // the publisher negotiated "ccm fir"
+	ridID uint8 // the publisher's ID of the rtp-stream-id extension, for a simulcast layer
+	layer bool  // a simulcast layer (info.RID != "")
+
+	lastKeyReq atomic.Int64 // mono time of the last PLI/FIR sent for this track, 0 = never
 
 	ssrc  atomic.Uint32
 	known atomic.Bool // ssrc is valid
@@ -149,6 +157,14 @@ func newTrack(idx int, info TrackInfo) *track {
 	t := &track{idx: uint8(idx), info: info, video: info.Kind == sdp.KindVideo, codec: codecKindOf(info.Codec.Name)}
 	t.info.Extensions = slices.Clone(info.Extensions)
 	t.fir = slices.Contains(info.Codec.Feedback, "ccm fir")
+	if info.RID != "" && t.video {
+		t.layer = true
+		for _, e := range info.Extensions {
+			if e.URI == extRTPStreamID {
+				t.ridID = e.ID
+			}
+		}
+	}
 	size := audioRingSize
 	if t.video {
 		size = videoRingSize

@@ -172,7 +172,8 @@ func (w *writer) burst() int {
 			now = w.st.mono()
 		}
 		if e.dt != nil {
-			if !e.dt.p.closed.Load() && e.dt.started && w.send(e.dt, e.p, e.p.Bytes(), l, now, true) {
+			if !e.dt.p.closed.Load() && e.dt.started && (e.dt.sim == nil || e.dt.sim.cur == e.track) &&
+				w.send(e.dt, e.p, e.p.Bytes(), l, now, true) {
 				e.dt.p.stats.retransmits.Add(1)
 			}
 			e.p.Release()
@@ -195,6 +196,9 @@ func (w *writer) burst() int {
 			for i := range w.pend[:n] {
 				pd := &w.pend[i]
 				if pd.e.track != idx {
+					continue
+				}
+				if dt.sim != nil && !dt.accept(idx, pd.e.p, pd.e.keyframe, pd.now) {
 					continue
 				}
 				if !dt.started {
@@ -236,7 +240,11 @@ func (w *writer) send(dt *downTrack, p *packet.Buffer, src []byte, l layout, now
 		pl.batch = w.batchFor(pl.out.Sender())
 	}
 	buf := pl.batch.Buf()
-	n := dt.rw.rewrite(buf[:cap(buf)], src, l, pubSeq+dt.seqOff, p.Header.Timestamp+dt.tsOff, s)
+	ts := p.Header.Timestamp + dt.tsOff
+	n := dt.rw.rewrite(buf[:cap(buf)], src, l, pubSeq+dt.seqOff, ts, s)
+	if dt.sim != nil {
+		dt.sim.sentLayer(buf[:n], n-(len(src)-l.payload), ts, now, retransmit)
+	}
 	if err := pl.out.WriteRTPBatch(pl.batch, buf[:n]); err != nil {
 		pl.stats.writeErrors.Add(1)
 		return false

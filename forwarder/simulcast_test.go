@@ -1,0 +1,171 @@
+package forwarder
+
+import (
+	"encoding/binary"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/rtcrelay/rtcrelay/packet"
+	"github.com/rtcrelay/rtcrelay/sdp"
+)
+
+// A simulcast publisher: audio plus one VP8 m-section sent as three layers, told apart by the rtp-stream-id
+// extension (ID 6) of their first packets; SSRCs undeclared, as Chrome does.
+var simRIDs = []string{"q", "h", "f"}
+
+const simSSRC = 0x5000 // + layer index
+
+func simTracks() []TrackInfo {
+	tr := pubTracks(true)[:1]
+	for _, rid := range simRIDs {
+		v := pubTracks(false)[1]
+		v.Extensions = append(v.Extensions, sdp.Extension{ID: 6, URI: extRTPStreamID})
+		v.RID = rid
+		tr = append(tr, v)
+	}
+	return tr
+}
+
+// simFeeder sends 100 frames/s per layer, one packet each, layer i's packets 100·3^i bytes, a keyframe every
+// 30 frames on every layer. Layer i's VP8 picture IDs start at 1000·i. Payload byte 6 names the layer.
+type simFeeder struct {
+	f     *feeder
+	frame int
+}
+
+func (s *simFeeder) step() {
+	n := s.frame
+	s.frame++
+	for i := range simRIDs {
+		size := 100 * []int{1, 3, 9}[i]
+		pl := make([]byte, size)
+		pic := uint16(1000*i+n) & 0x7FFF
+		pl[0], pl[1] = 0x90, 0x80 // X, S, PID 0; I
+		binary.BigEndian.PutUint16(pl[2:], 0x8000|pic)
+		pl[4] = 0x01 // P: a delta frame
+		if n%30 == 0 {
+			pl[4] = 0x00
+		}
+		pl[5] = 0
+		pl[6] = byte(i)
+		h := rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: uint16(100*i + n), Timestamp: uint32(7777*i + n*900),
+			SSRC: simSSRC + uint32(i)}
+		_ = h.SetExtension(4, []byte("1"))
+		if n < 5 {
+			_ = h.SetExtension(6, []byte(simRIDs[i])) // Chrome sends the RID on the first packets only
+		}
+		p := packet.Get()
+		b, err := (&rtp.Packet{Header: h, Payload: pl}).Marshal()
+		if err != nil {
+			s.f.tb.Fatal(err)
+		}
+		p.SetLen(copy(p.ReadSlice(), b))
+		if _, err := p.Header.Unmarshal(p.Bytes()); err != nil {
+			s.f.tb.Fatal(err)
+		}
+		s.f.bufs = append(s.f.bufs, p)
+		s.f.st.HandleRTP(p)
+		p.Release()
+	}
+	s.f.audio(uint16(n))
+}
+
+// run feeds for d of (fake) time.
+func (s *simFeeder) run(d time.Duration) {
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		s.step()
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSimulcastLayerSwitch: a player starts on the top layer, is capped down to the lowest, paused (audio
+// only) and uncapped back to the top; across every switch it sees one SSRC, sequence numbers without a gap,
+// rising timestamps and VP8 picture IDs that go on by one, and each switch happens at a keyframe.
+func TestSimulcastLayerSwitch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := NewRegistry(nil)
+		st, err := r.Publish("s", simTracks(), &fakeUp{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		sf := &simFeeder{f: &feeder{tb: t, st: st}}
+		sf.run(1500 * time.Millisecond) // the layers' SSRCs are learned and their bitrates measured
+		for i, tr := range st.Tracks()[1:] {
+			if tr.SSRC != simSSRC+uint32(i) || tr.RID != simRIDs[i] {
+				t.Fatalf("layer %d learned as %+v", i, tr)
+			}
+		}
+		d := &fakeDown{}
+		p, err := st.Subscribe(d, playTracks(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		layerOf := func() string { return p.Stats().Layer }
+		sf.run(time.Second)
+		if l := layerOf(); l != "f" {
+			t.Fatalf("uncapped player on layer %q, want f (stats %+v)", l, p.Stats())
+		}
+		p.SetMaxBitrate(64_000 + 100_000) // the audio reserve + room for the 80 kbit/s layer only
+		sf.run(1500 * time.Millisecond)
+		if l := layerOf(); l != "q" {
+			t.Fatalf("capped player on layer %q, want q (stats %+v)", l, p.Stats())
+		}
+		p.SetMaxBitrate(64_000 + 10_000) // not even the lowest layer fits
+		sf.run(time.Second)
+		mark := len(d.packets())
+		sf.run(time.Second)
+		ps := p.Stats()
+		if !ps.VideoPaused || ps.Layer != "" {
+			t.Fatalf("player not paused: %+v", ps)
+		}
+		for _, pk := range d.packets()[mark:] {
+			if pk.SSRC == p.SSRC("video") {
+				t.Fatal("video sent to a paused player")
+			}
+		}
+		p.SetMaxBitrate(0)
+		sf.run(3 * time.Second)
+		if ps := p.Stats(); ps.Layer != "f" || ps.LayerSwitches < 4 {
+			t.Fatalf("uncapped player did not climb back: %+v", ps)
+		}
+
+		var last *rtp.Packet
+		var layers []byte
+		for _, pk := range d.packets() {
+			if pk.SSRC != p.SSRC("video") {
+				continue
+			}
+			layer := pk.Payload[6]
+			if len(layers) == 0 || layers[len(layers)-1] != layer {
+				if pk.Payload[4]&1 != 0 {
+					t.Fatalf("switched to layer %d on a delta frame", layer)
+				}
+				layers = append(layers, layer)
+			}
+			if last != nil {
+				if pk.SequenceNumber != last.SequenceNumber+1 {
+					t.Fatalf("sequence %d → %d (layer %d)", last.SequenceNumber, pk.SequenceNumber, layer)
+				}
+				if d := pk.Timestamp - last.Timestamp; d == 0 || d > 1<<30 {
+					t.Fatalf("timestamp %d → %d (layer %d)", last.Timestamp, pk.Timestamp, layer)
+				}
+				a, b := binary.BigEndian.Uint16(last.Payload[2:])&0x7FFF, binary.BigEndian.Uint16(pk.Payload[2:])&0x7FFF
+				if b != (a+1)&0x7FFF {
+					t.Fatalf("picture ID %d → %d (layer %d)", a, b, layer)
+				}
+			}
+			c := pk
+			last = &c
+		}
+		if len(layers) < 4 || layers[0] != 2 || layers[len(layers)-1] != 2 {
+			t.Fatalf("layers seen in order %v", layers)
+		}
+		st.Close()
+		if l := sf.f.leaks(); l != 0 {
+			t.Fatalf("%d buffers still referenced", l)
+		}
+	})
+}
