@@ -339,7 +339,7 @@ type PlayerStats struct {
 func (p *Player) Stats() PlayerStats {
 	s := PlayerStats{
 		Budget: p.budget(),
-		Drops: p.stats.drops.Load(), SkippedBeforeKeyframe: p.stats.skipped.Load(),
+		Drops:  p.stats.drops.Load(), SkippedBeforeKeyframe: p.stats.skipped.Load(),
 		NACKs: p.stats.nacks.Load(), NACKsServed: p.stats.nacksServed.Load(), NACKsMissed: p.stats.nacksMissed.Load(),
 		Retransmits: p.stats.retransmits.Load(), PLIs: p.stats.plis.Load(), FIRs: p.stats.firs.Load(),
 		ReceiverReports: p.stats.rrs.Load(), WriteErrors: p.stats.writeErrors.Load(), BadRTCP: p.stats.badRTCP.Load(),

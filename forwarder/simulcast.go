@@ -304,17 +304,51 @@ func (st *Stream) initialLayer(dt *downTrack) {
 	st.selectLayer(dt, now)
 }
 
-// selectLayers runs selectLayer for every simulcast player; housekeeping goroutine.
+// selectLayers runs selectLayer for every simulcast player, then updates which writers get which layer;
+// housekeeping goroutine.
 func (st *Stream) selectLayers() {
 	st.mu.Lock()
 	players := slices.Clone(st.players)
 	st.mu.Unlock()
 	now := st.mono()
+	any := false
 	for _, p := range players {
 		for _, dt := range p.dts {
 			if dt.sim != nil && !p.closed.Load() {
 				st.selectLayer(dt, now)
+				any = true
 			}
+		}
+	}
+	if any {
+		st.mu.Lock()
+		st.refreshFans()
+		st.mu.Unlock()
+	}
+}
+
+// refreshFans sets, for each simulcast layer, the writers that get its packets: those with a player on the
+// layer or switching to it. A layer nobody wants costs the packet path nothing past its ring. Under mu.
+func (st *Stream) refreshFans() {
+	for _, t := range st.tracks {
+		if !t.layer {
+			continue
+		}
+		var fan []*writer
+		for _, w := range st.writers {
+			list := w.dts[t.idx].Load()
+			if list == nil {
+				continue
+			}
+			for _, dt := range *list {
+				if dt.sim != nil && (dt.sim.target.Load() == uint32(t.idx) || dt.sim.curA.Load() == uint32(t.idx)) {
+					fan = append(fan, w)
+					break
+				}
+			}
+		}
+		if old := t.fan.Load(); old == nil || !slices.Equal(*old, fan) {
+			t.fan.Store(&fan)
 		}
 	}
 }

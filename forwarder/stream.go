@@ -464,7 +464,7 @@ func (st *Stream) Subscribe(out Downstream, tracks []sdp.Track) (*Player, error)
 				list = slices.Clone(*old)
 			}
 			p.w.dts[t.idx].Store(ptr(append(list, dt)))
-			if old == nil || len(*old) == 0 {
+			if (old == nil || len(*old) == 0) && !t.layer {
 				var fan []*writer
 				if f := t.fan.Load(); f != nil {
 					fan = slices.Clone(*f)
@@ -473,6 +473,7 @@ func (st *Stream) Subscribe(out Downstream, tracks []sdp.Track) (*Player, error)
 			}
 		}
 	}
+	st.refreshFans()
 	st.players = append(st.players, p)
 	st.mu.Unlock()
 	for _, t := range video {
@@ -516,6 +517,7 @@ func (st *Stream) removePlayer(p *Player) {
 	}
 	st.players = slices.Delete(st.players, i, i+1)
 	p.w.nplayers--
+	defer st.refreshFans()
 	for _, dt := range p.dts {
 		if dt.waiting.CompareAndSwap(true, false) {
 			dt.t.waiting.Add(-1)
@@ -527,7 +529,7 @@ func (st *Stream) removePlayer(p *Player) {
 			}
 			list := slices.DeleteFunc(slices.Clone(*old), func(x *downTrack) bool { return x == dt })
 			p.w.dts[t.idx].Store(&list)
-			if len(list) == 0 {
+			if len(list) == 0 && !t.layer {
 				if f := t.fan.Load(); f != nil {
 					fan := slices.DeleteFunc(slices.Clone(*f), func(x *writer) bool { return x == p.w })
 					t.fan.Store(&fan)

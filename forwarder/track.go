@@ -39,7 +39,7 @@ type track struct {
 	info  TrackInfo
 	video bool
 	codec codecKind
-	fir   bool // the publisher negotiated "ccm fir"
+	fir   bool  // the publisher negotiated "ccm fir"
 	ridID uint8 // the publisher's ID of the rtp-stream-id extension, for a simulcast layer
 	layer bool  // a simulcast layer (info.RID != "")
 
