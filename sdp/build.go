@@ -35,7 +35,10 @@ const (
 // the offer is), carries explicit a=setup (t.Setup, default passive), our
 // ICE credentials, fingerprint and candidates (in every accepted m-section,
 // followed by a=end-of-candidates), and for sending tracks a=msid with the one
-// shared streamID plus a=ssrc cname/msid lines.
+// shared streamID plus a=ssrc cname/msid lines (for the RTX SSRC too, with an
+// a=ssrc-group:FID, when the track has RTX and an RTXSSRC). A track's RTX
+// format follows its codec in the m= line. A receiving track with RIDs gets
+// a=rid:<id> recv for each and a=simulcast:recv <id>;<id>... (RFC 8853).
 func BuildAnswer(offer *Description, t Transport, tracks []Track, streamID, cname string) (string, error) {
 	if offer == nil || len(offer.Media) == 0 {
 		return "", fmt.Errorf("%w: empty offer", ErrInvalid)
@@ -71,13 +74,16 @@ func BuildAnswer(offer *Description, t Transport, tracks []Track, streamID, cnam
 		if len(offer.Bundle) == 0 || slices.Contains(offer.Bundle, om.Mid) {
 			bundle = append(bundle, om.Mid)
 		}
-		codecs := []Codec{tr.Codec}
+		codecs := withRTX(tr)
 		if tr.Codec.Name == "" {
 			// No common codec: inactive, echoing the offer's first format.
 			codecs = []Codec{firstFormat(om)}
 		}
 		md := transportMedia(om.Kind, om.Mid, codecs, t, fp, setup)
 		addRTPAttributes(md, direction(tr), om.RTCPRsize, codecs, tr.Extensions)
+		if tr.Codec.Name != "" && (tr.Direction == DirRecvOnly || tr.Direction == DirSendRecv) {
+			addSimulcastRecv(md, tr.RIDs)
+		}
 		if tr.Direction == DirSendOnly || tr.Direction == DirSendRecv {
 			addSource(md, tr, streamID, cname)
 		}
@@ -101,8 +107,9 @@ func BuildAnswer(offer *Description, t Transport, tracks []Track, streamID, cnam
 // Tracks without Extensions offer audio-level (1, audio only), abs-send-time
 // (2) and sdes:mid (4). Receiving tracks also offer transport-cc (extension
 // 3 and rtcp-fb transport-cc on every default codec); sending tracks never
-// do, whatever their Codec and Extensions say. ice-lite is written only when
-// t.Lite.
+// do, whatever their Codec and Extensions say. A track with a Codec and an
+// RTX offers the RTX format after it; a sending one with an RTXSSRC declares
+// it in an a=ssrc-group:FID. ice-lite is written only when t.Lite.
 func BuildOffer(t Transport, tracks []Track, streamID, cname string) (string, error) {
 	if len(tracks) == 0 {
 		return "", fmt.Errorf("%w: no tracks to offer", ErrInvalid)
@@ -138,7 +145,7 @@ func BuildOffer(t Transport, tracks []Track, streamID, cname string) (string, er
 			}
 		}
 		recv := tr.Direction == DirRecvOnly || tr.Direction == DirSendRecv
-		codecs := []Codec{tr.Codec}
+		codecs := withRTX(&tr)
 		if tr.Codec.Name == "" {
 			codecs = defaultCodecs(tr.Kind, recv)
 		}
@@ -328,6 +335,34 @@ func addRTPAttributes(md *pionsdp.MediaDescription, dir string, rsize bool, code
 	}
 }
 
+// withRTX is the track's codec followed by its RTX format, if any.
+func withRTX(tr *Track) []Codec {
+	if tr.RTX == nil || tr.Codec.Name == "" || tr.RTX.PayloadType == tr.Codec.PayloadType {
+		return []Codec{tr.Codec}
+	}
+	rtx := *tr.RTX
+	rtx.Feedback = nil
+	return []Codec{tr.Codec, rtx}
+}
+
+// addSimulcastRecv answers a publisher's simulcast: a=rid:<id> recv per valid
+// rid and a=simulcast:recv with them, in order.
+func addSimulcastRecv(md *pionsdp.MediaDescription, rids []string) {
+	var ids []string
+	for _, id := range rids {
+		if validRID(id) && !slices.Contains(ids, id) && len(ids) < MaxRIDs {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return
+	}
+	for _, id := range ids {
+		md.Attributes = append(md.Attributes, pionsdp.NewAttribute("rid", id+" recv"))
+	}
+	md.Attributes = append(md.Attributes, pionsdp.NewAttribute("simulcast", "recv "+strings.Join(ids, ";")))
+}
+
 func addSource(md *pionsdp.MediaDescription, tr *Track, streamID, cname string) {
 	id := tr.ID
 	if id == "" {
@@ -341,11 +376,17 @@ func addSource(md *pionsdp.MediaDescription, tr *Track, streamID, cname string) 
 	if tr.SSRC == 0 {
 		return
 	}
-	ssrc := strconv.FormatUint(uint64(tr.SSRC), 10)
-	if cname != "" {
-		md.Attributes = append(md.Attributes, pionsdp.NewAttribute("ssrc", ssrc+" cname:"+cname))
+	ssrcs := []string{strconv.FormatUint(uint64(tr.SSRC), 10)}
+	if tr.RTX != nil && tr.RTXSSRC != 0 && tr.RTXSSRC != tr.SSRC {
+		ssrcs = append(ssrcs, strconv.FormatUint(uint64(tr.RTXSSRC), 10))
+		md.Attributes = append(md.Attributes, pionsdp.NewAttribute("ssrc-group", "FID "+ssrcs[0]+" "+ssrcs[1]))
 	}
-	md.Attributes = append(md.Attributes, pionsdp.NewAttribute("ssrc", ssrc+" msid:"+msid))
+	for _, ssrc := range ssrcs {
+		if cname != "" {
+			md.Attributes = append(md.Attributes, pionsdp.NewAttribute("ssrc", ssrc+" cname:"+cname))
+		}
+		md.Attributes = append(md.Attributes, pionsdp.NewAttribute("ssrc", ssrc+" msid:"+msid))
+	}
 }
 
 func addCandidates(md *pionsdp.MediaDescription, cands []string) {

@@ -72,7 +72,8 @@ func TestBuildAnswerPublish(t *testing.T) {
 	for i, m := range media {
 		kind := []string{"audio", "video"}[i]
 		pt := []string{"111", "96"}[i]
-		if m[0] != "m="+kind+" 9 UDP/TLS/RTP/SAVPF "+pt {
+		formats := []string{"111", "96 97"}[i] // video: VP8 and its RTX (apt=96)
+		if m[0] != "m="+kind+" 9 UDP/TLS/RTP/SAVPF "+formats {
 			t.Errorf("m-line %q", m[0])
 		}
 		for _, want := range []string{
@@ -88,7 +89,7 @@ func TestBuildAnswerPublish(t *testing.T) {
 			t.Errorf("last line %q", m[len(m)-1])
 		}
 		rtpmaps := withPrefix(m, "a=rtpmap:")
-		if len(rtpmaps) != 1 || !rtpmapRE.MatchString(rtpmaps[0]) || !strings.HasPrefix(rtpmaps[0], "a=rtpmap:"+pt+" ") {
+		if len(rtpmaps) != 1+i || !rtpmapRE.MatchString(rtpmaps[0]) || !strings.HasPrefix(rtpmaps[0], "a=rtpmap:"+pt+" ") {
 			t.Errorf("rtpmap %q", rtpmaps)
 		}
 		if len(withPrefix(m, "a=msid:"))+len(withPrefix(m, "a=ssrc:")) != 0 {
@@ -97,9 +98,18 @@ func TestBuildAnswerPublish(t *testing.T) {
 		if !slices.Contains(m, "a=extmap:3 "+ExtTransportCC) || !slices.Contains(m, "a=rtcp-fb:"+pt+" transport-cc") {
 			t.Errorf("m %d: transport-cc not accepted from the publisher", i)
 		}
-		if strings.Contains(strings.Join(m, "\n"), "goog-remb") {
-			t.Error("unsupported feedback echoed")
+		if strings.Contains(strings.Join(m, "\n"), "rtcp-xr") || strings.Contains(strings.Join(m, "\n"), "rtp-stream-id") {
+			t.Error("unsupported attribute echoed")
 		}
+	}
+	// REMB is accepted from the publisher (Chrome offers it on video only), RTX follows VP8 without feedback.
+	for _, want := range []string{"a=rtcp-fb:96 goog-remb", "a=rtpmap:97 rtx/90000", "a=fmtp:97 apt=96"} {
+		if !slices.Contains(media[1], want) {
+			t.Errorf("video lacks %q", want)
+		}
+	}
+	if len(withPrefix(media[1], "a=rtcp-fb:97")) != 0 || len(withPrefix(media[1], "a=ssrc-group")) != 0 {
+		t.Errorf("video %q", media[1])
 	}
 	if got := withPrefix(media[0], "a=rtpmap:"); got[0] != "a=rtpmap:111 opus/48000/2" {
 		t.Errorf("opus rtpmap %q", got)
@@ -132,8 +142,12 @@ func TestBuildAnswerPlay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(ans, "transport-cc") || strings.Contains(ans, "transport-wide-cc") {
-		t.Error("transport-cc negotiated with a player")
+	// Players now get transport-cc (we consume their TWCC feedback for a per-player send-side estimate),
+	// and goog-remb as the fallback.
+	for _, want := range []string{"a=extmap:3 " + ExtTransportCC, "a=rtcp-fb:108 transport-cc", "a=rtcp-fb:108 goog-remb", "a=rtcp-fb:111 transport-cc"} {
+		if !strings.Contains(ans, want+"\r\n") {
+			t.Errorf("player answer lacks %q", want)
+		}
 	}
 	sess, media := sections(ans)
 	if slices.Contains(sess, "a=ice-lite") || !slices.Contains(sess, "a=msid-semantic: WMS stream-1") {
@@ -151,12 +165,26 @@ func TestBuildAnswerPlay(t *testing.T) {
 			}
 		}
 	}
-	if media[1][0] != "m=video 9 UDP/TLS/RTP/SAVPF 108" || !slices.Contains(media[1], "a=fmtp:108 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f") {
+	if tracks[1].RTX == nil || tracks[1].RTX.PayloadType != 109 || tracks[1].RTXSSRC == 0 || tracks[1].RTXSSRC == tracks[1].SSRC || tracks[0].RTX != nil || tracks[0].RTXSSRC != 0 {
+		t.Fatalf("rtx %+v / %+v", tracks[1], tracks[0])
+	}
+	rtx := itoa32(tracks[1].RTXSSRC)
+	for _, want := range []string{"a=rtpmap:109 rtx/90000", "a=fmtp:109 apt=108", "a=ssrc-group:FID " + itoa32(tracks[1].SSRC) + " " + rtx,
+		"a=ssrc:" + rtx + " cname:relay", "a=ssrc:" + rtx + " msid:stream-1 cam"} {
+		if !slices.Contains(media[1], want) {
+			t.Errorf("video lacks %q", want)
+		}
+	}
+	if media[1][0] != "m=video 9 UDP/TLS/RTP/SAVPF 108 109" || !slices.Contains(media[1], "a=fmtp:108 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f") {
 		t.Errorf("video %q", media[1])
 	}
 	d := mustParse(t, ans)
 	if d.Media[0].SSRCs[0] != tracks[0].SSRC || d.Media[1].CNAME != "relay" || d.Media[0].MsidStream != d.Media[1].MsidStream {
 		t.Errorf("reparsed %+v", d.Media)
+	}
+	if g := d.Media[1].SSRCGroups; len(g) != 1 || g[0].Semantics != "FID" || !slices.Equal(g[0].SSRCs, []uint32{tracks[1].SSRC, tracks[1].RTXSSRC}) ||
+		!slices.Equal(d.Media[1].SSRCs, g[0].SSRCs) {
+		t.Errorf("reparsed video ssrcs %v groups %v", d.Media[1].SSRCs, g)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -13,22 +14,49 @@ import (
 // useful to receivers); sdes:mid lets browsers demux BUNDLE by MID;
 // audio-level is forwarded untouched.
 //
-// Transport-wide congestion control (TWCC) is negotiated with publishers
-// only: a publisher's session records the transport-cc sequence numbers it
-// receives and sends transport-cc feedback (package twcc), which a browser's
-// send-side estimator needs to ramp up and back off. Towards players neither
-// the feedback nor the extension is negotiated, as we do not consume their
-// feedback yet. REMB is implemented in neither direction.
+// Bandwidth feedback is negotiated in both directions:
+//   - With publishers, transport-wide congestion control (TWCC): a
+//     publisher's session records the transport-cc sequence numbers it
+//     receives and sends transport-cc feedback (package twcc), which a
+//     browser's send-side estimator needs to ramp up and back off. goog-remb
+//     is accepted as well, so a browser that does not do TWCC on a section
+//     can still take our receiver estimate.
+//   - With players, transport-cc (rtcp-fb and the header extension) and
+//     goog-remb: we stamp transport-cc sequence numbers on what we send and
+//     consume the player's TWCC feedback for a per-player send-side estimate
+//     (which layer and rate it can take); REMB is the fallback for players
+//     that send no TWCC feedback.
+//
+// BuildOffer's sending tracks (an outbound relay push) still negotiate
+// neither: that session does not consume the feedback.
+//
+// Simulcast (RFC 8853) is received from publishers: a video m-section with
+// a=simulcast send and a=rid lines gets Track.RIDs, and the rtp-stream-id and
+// repaired-rtp-stream-id extensions that tell the encodings (and their RTX
+// packets) apart, as Chrome sends no a=ssrc lines for simulcast. RTX (RFC
+// 4588) is negotiated for video in both directions when offered for the
+// chosen codec (Track.RTX); towards players with its own SSRC (Track.RTXSSRC,
+// an a=ssrc-group:FID).
 var (
 	supportedFeedback = []string{"nack", "nack pli", "ccm fir"}             //nolint:gochecknoglobals // read-only
 	supportedExt      = []string{ExtSDESMid, ExtAbsSendTime, ExtAudioLevel} //nolint:gochecknoglobals // read-only
 	// What we accept from a publisher (what we receive) on top.
-	publishFeedback = append(slices.Clip(supportedFeedback), FeedbackTransportCC) //nolint:gochecknoglobals // read-only
-	publishExt      = append(slices.Clip(supportedExt), ExtTransportCC)           //nolint:gochecknoglobals // read-only
+	publishFeedback = append(slices.Clip(supportedFeedback), FeedbackTransportCC, FeedbackGoogREMB) //nolint:gochecknoglobals // read-only
+	publishExt      = append(slices.Clip(supportedExt), ExtTransportCC)                             //nolint:gochecknoglobals // read-only
+	// What a publisher's simulcast video track keeps on top of publishExt.
+	simulcastExt = append(slices.Clip(publishExt), ExtRTPStreamID, ExtRepairedStreamID) //nolint:gochecknoglobals // read-only
+	// What we negotiate with a player (what we send) on top.
+	playFeedback = append(slices.Clip(supportedFeedback), FeedbackTransportCC, FeedbackGoogREMB) //nolint:gochecknoglobals // read-only
+	playExt      = append(slices.Clip(supportedExt), ExtTransportCC)                             //nolint:gochecknoglobals // read-only
 )
 
-// FeedbackTransportCC is the rtcp-fb value of transport-wide congestion control feedback.
-const FeedbackTransportCC = "transport-cc"
+// RTCP feedback values (a=rtcp-fb).
+const (
+	// FeedbackTransportCC is transport-wide congestion control feedback.
+	FeedbackTransportCC = "transport-cc"
+	// FeedbackGoogREMB is receiver estimated maximum bitrate (draft-alvestrand-rmcat-remb).
+	FeedbackGoogREMB = "goog-remb"
+)
 
 // NegotiatePublish chooses, for each offered m-section, the one codec the
 // relay will receive and forward, keeping the offer's payload type and
@@ -36,8 +64,10 @@ const FeedbackTransportCC = "transport-cc"
 // Direction recvonly when the offerer sends (sendonly or sendrecv), inactive
 // otherwise or when the section has no common codec (then Codec is zero).
 // Rejected and non-audio/video sections get an inactive Track that
-// BuildAnswer answers with port 0. If no section has a common codec the error
-// is ErrNoCommonCodec.
+// BuildAnswer answers with port 0. A receiving video track gets RTX when the
+// offer has an rtx format for its codec, and RIDs (with the rtp-stream-id
+// extensions) when the section offers simulcast. If no section has a common
+// codec the error is ErrNoCommonCodec.
 func NegotiatePublish(offer *Description) ([]Track, error) {
 	if offer == nil {
 		return nil, fmt.Errorf("%w: nil offer", ErrInvalid)
@@ -54,6 +84,11 @@ func NegotiatePublish(offer *Description) ([]Track, error) {
 				t.Extensions = filterExtensions(m.Extensions, publishExt)
 				if m.Direction == DirSendOnly || m.Direction == DirSendRecv {
 					t.Direction = DirRecvOnly
+					t.RTX = chooseRTX(m, c)
+					if m.Kind == KindVideo && len(m.SimulcastSend) > 0 {
+						t.RIDs = slices.Clone(m.SimulcastSend)
+						t.Extensions = filterExtensions(m.Extensions, simulcastExt)
+					}
 				} else {
 					// Nothing to receive, no feedback to send.
 					t.Codec.Feedback = filterFeedback(t.Codec.Feedback, supportedFeedback)
@@ -74,7 +109,9 @@ func NegotiatePublish(offer *Description) ([]Track, error) {
 // the published codec of that kind that the player offered, under the
 // player's payload type, on a sending Track with a fresh random SSRC and
 // Direction sendonly. Sections the publisher cannot feed are inactive (zero
-// Codec). If nothing matches, the error is ErrNoCommonCodec.
+// Codec). A video track gets RTX, with a fresh random RTXSSRC, when the
+// player offered an rtx format for its codec. If nothing matches, the error
+// is ErrNoCommonCodec.
 func NegotiatePlay(offer *Description, published []Codec) ([]Track, error) {
 	if offer == nil {
 		return nil, fmt.Errorf("%w: nil offer", ErrInvalid)
@@ -89,9 +126,12 @@ func NegotiatePlay(offer *Description, published []Codec) ([]Track, error) {
 			if c, ok := matchPublished(m, published); ok {
 				found = true
 				t.Codec = c
-				t.Extensions = filterExtensions(m.Extensions, supportedExt)
+				t.Extensions = filterExtensions(m.Extensions, playExt)
 				t.Direction = DirSendOnly
 				t.SSRC = randomSSRC(used)
+				if t.RTX = chooseRTX(m, c); t.RTX != nil {
+					t.RTXSSRC = randomSSRC(used)
+				}
 			}
 		}
 		tracks = append(tracks, t)
@@ -148,6 +188,24 @@ func receiveScore(kind string, c Codec) int {
 	return 0
 }
 
+// chooseRTX returns a copy of the rtx format m offers for c (same clock rate,
+// fmtp apt=c's payload type), nil when none or m is not video.
+func chooseRTX(m *Media, c Codec) *Codec {
+	if m.Kind != KindVideo {
+		return nil
+	}
+	for _, r := range m.Codecs {
+		if !strings.EqualFold(r.Name, "rtx") || r.ClockRate != c.ClockRate || r.PayloadType == c.PayloadType {
+			continue
+		}
+		if apt, ok := FmtpParam(r.Fmtp, "apt"); ok && apt == strconv.Itoa(int(c.PayloadType)) {
+			r.Feedback = nil
+			return &r
+		}
+	}
+	return nil
+}
+
 func packetizationMode(fmtp string) string {
 	v, ok := FmtpParam(fmtp, "packetization-mode")
 	if !ok {
@@ -180,7 +238,7 @@ func matchPublished(m *Media, published []Codec) (Codec, bool) {
 		}
 		if best >= 0 {
 			c := m.Codecs[best] // the player's PT and fmtp
-			c.Feedback = filterFeedback(c.Feedback, supportedFeedback)
+			c.Feedback = filterFeedback(c.Feedback, playFeedback)
 			return c, true
 		}
 	}

@@ -52,7 +52,7 @@ func TestNegotiatePublish(t *testing.T) {
 				wantFB := []string{}
 				for _, fb := range offered.Feedback {
 					if slices.Contains([]string{"nack", "nack pli", "ccm fir"}, fb) ||
-						fb == "transport-cc" && tc.dir == DirRecvOnly {
+						(fb == "transport-cc" || fb == "goog-remb") && tc.dir == DirRecvOnly {
 						wantFB = append(wantFB, fb)
 					}
 				}
@@ -73,12 +73,26 @@ func TestNegotiatePublish(t *testing.T) {
 			if len(v.Codec.Feedback) < 3 {
 				t.Errorf("feedback %v", v.Codec.Feedback)
 			}
+			// RTX: the offer's rtx format whose apt is the chosen video PT, only where we receive.
+			var wantRTX *Codec
+			for _, c := range offer.Media[1].Codecs {
+				if c.Name == "rtx" && c.Fmtp == "apt="+strconv.Itoa(int(v.Codec.PayloadType)) && tc.dir == DirRecvOnly {
+					wantRTX = &c
+				}
+			}
+			if (wantRTX == nil) != (v.RTX == nil) || wantRTX != nil && (v.RTX.PayloadType != wantRTX.PayloadType || v.RTX.ClockRate != 90000) {
+				t.Errorf("rtx %+v, want %+v", v.RTX, wantRTX)
+			}
+			if a.RTX != nil || a.RIDs != nil || v.RIDs != nil || v.RTXSSRC != 0 {
+				t.Errorf("audio rtx %+v, rids %v %v", a.RTX, a.RIDs, v.RIDs)
+			}
 		})
 	}
 }
 
-// Chrome's publish offer gets transport-cc (extension 3, rtcp-fb on both codecs) in the answer; a player's
-// answer gets neither.
+// Chrome's publish offer gets transport-cc (extension 3, rtcp-fb on both codecs) in the answer; so does,
+// since we consume the player's TWCC feedback for a per-player send-side estimate, a player's answer
+// (this test used to assert it got neither), with goog-remb as the fallback on video.
 func TestNegotiateTransportCC(t *testing.T) {
 	pub, err := NegotiatePublish(mustParse(t, readTestdata(t, "chromium-publish.sdp")))
 	if err != nil {
@@ -97,13 +111,14 @@ func TestNegotiateTransportCC(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tr := range play {
-		for _, e := range tr.Extensions {
-			if e.URI == ExtTransportCC {
-				t.Errorf("play %s: extension %v", tr.Kind, e)
-			}
+		if !slices.Contains(tr.Extensions, Extension{ID: 3, URI: ExtTransportCC}) {
+			t.Errorf("play %s: extensions %v", tr.Kind, tr.Extensions)
 		}
-		if slices.Contains(tr.Codec.Feedback, FeedbackTransportCC) {
+		if !slices.Contains(tr.Codec.Feedback, FeedbackTransportCC) {
 			t.Errorf("play %s: feedback %v", tr.Kind, tr.Codec.Feedback)
+		}
+		if want := tr.Kind == KindVideo; slices.Contains(tr.Codec.Feedback, FeedbackGoogREMB) != want {
+			t.Errorf("play %s: feedback %v, goog-remb %v", tr.Kind, tr.Codec.Feedback, want)
 		}
 	}
 }

@@ -257,8 +257,18 @@ func parseMedia(md *pionsdp.MediaDescription, sessionDir string) (Media, error) 
 			m.SSRCGroups = append(m.SSRCGroups, g)
 		case "msid":
 			m.MsidStream, m.MsidTrack, _ = strings.Cut(strings.TrimSpace(a.Value), " ")
+		case "rid":
+			if r, ok := parseRID(a.Value); ok && len(m.RIDs) < MaxRIDs &&
+				!slices.ContainsFunc(m.RIDs, func(x RID) bool { return x.ID == r.ID }) {
+				m.RIDs = append(m.RIDs, r)
+			}
+		case "simulcast":
+			if m.Simulcast == "" {
+				m.Simulcast = strings.TrimSpace(a.Value)
+			}
 		}
 	}
+	m.SimulcastSend = simulcastSend(m.Simulcast, m.RIDs)
 	if m.Direction == "" {
 		m.Direction = DirSendRecv
 	}
@@ -353,4 +363,44 @@ func parseSSRCLine(v string) (uint32, string, error) {
 		return 0, "", fmt.Errorf("bad ssrc %q", s)
 	}
 	return uint32(n), strings.TrimSpace(attr), nil
+}
+
+// parseRID parses "id send|recv [params]"; ok is false for a malformed line,
+// which is ignored (simulcast is optional).
+func parseRID(v string) (RID, bool) {
+	f := strings.Fields(v)
+	if len(f) < 2 || !validRID(f[0]) || (f[1] != "send" && f[1] != "recv") {
+		return RID{}, false
+	}
+	return RID{ID: f[0], Direction: f[1], Params: strings.Join(f[2:], " ")}, true
+}
+
+// simulcastSend returns the send list of an a=simulcast value ("send q;h;f
+// recv x", RFC 8853 §5.1): per stream the first alternative ("a,b") that is
+// not paused ("~a"), kept only when rids declares it with direction send.
+func simulcastSend(v string, rids []RID) []string {
+	f := strings.Fields(v)
+	var out []string
+	for i := 0; i+1 < len(f); i += 2 {
+		if f[i] != "send" {
+			continue
+		}
+		for stream := range strings.SplitSeq(f[i+1], ";") {
+			for alt := range strings.SplitSeq(stream, ",") {
+				if strings.HasPrefix(alt, "~") {
+					continue
+				}
+				if slices.Contains(out, alt) || !slices.ContainsFunc(rids, func(r RID) bool { return r.ID == alt && r.Direction == "send" }) {
+					break
+				}
+				out = append(out, alt)
+				break
+			}
+			if len(out) == MaxRIDs {
+				return out
+			}
+		}
+		break // one send list
+	}
+	return out
 }

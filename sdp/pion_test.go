@@ -159,7 +159,7 @@ func TestPionPublishH264CustomPTs(t *testing.T) {
 	if tracks[0].Codec.PayloadType != 100 || tracks[1].Codec.PayloadType != 123 {
 		t.Fatalf("chose %d and %d, want 100 and 123", tracks[0].Codec.PayloadType, tracks[1].Codec.PayloadType)
 	}
-	if !slices.Equal(tracks[1].Codec.Feedback, []string{"nack", "nack pli", "transport-cc"}) {
+	if !slices.Equal(tracks[1].Codec.Feedback, []string{"goog-remb", "nack", "nack pli", "transport-cc"}) {
 		t.Errorf("feedback %v", tracks[1].Codec.Feedback)
 	}
 	answer, err := BuildAnswer(offer, testTransport(), tracks, "", "")

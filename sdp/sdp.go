@@ -46,7 +46,27 @@ const (
 	ExtAbsSendTime = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 	ExtAudioLevel  = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 	ExtTransportCC = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+	// ExtRTPStreamID carries the RID of a simulcast encoding (RFC 8852).
+	ExtRTPStreamID = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+	// ExtRepairedStreamID carries, on RTX packets, the RID of the stream they repair (RFC 8852).
+	ExtRepairedStreamID = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
 )
+
+// RID limits. Input is hostile: Parse keeps at most MaxRIDs a=rid lines per
+// m-section (and as many a=simulcast streams), and ignores ids longer than
+// MaxRIDLen or with characters other than letters, digits, '-' and '_'
+// (RFC 8851 rid-id).
+const (
+	MaxRIDs   = 8
+	MaxRIDLen = 32
+)
+
+// RID is one a=rid line (RFC 8851): "a=rid:<ID> <Direction> [Params]".
+type RID struct {
+	ID        string
+	Direction string // "send" or "recv"
+	Params    string // the restrictions (pt=, max-width=...), verbatim; "" if none
+}
 
 // Codec is one payload format of an m-section.
 type Codec struct {
@@ -89,6 +109,15 @@ type Media struct {
 	SSRCGroups []SSRCGroup
 	MsidStream string // from a=msid (or a=ssrc msid:), "" if none
 	MsidTrack  string
+
+	// Simulcast (RFC 8853). RIDs are the valid a=rid lines, in order, at most
+	// MaxRIDs, without duplicate ids. Simulcast is the raw value of the first
+	// a=simulcast. SimulcastSend is its send list in order, as RID ids: each
+	// stream's first alternative that is not paused ("~"), only ids declared
+	// by an a=rid ... send line, without duplicates, at most MaxRIDs.
+	RIDs          []RID
+	Simulcast     string
+	SimulcastSend []string
 }
 
 // Description is a parsed offer or answer. ICE and DTLS attributes are taken
@@ -129,6 +158,31 @@ type Track struct {
 
 	// ID is the a=msid track id for sending tracks; "" → "<kind>-<mid>".
 	ID string
+
+	// RIDs are, for a publisher's simulcast video track, the RIDs of the
+	// encodings it sends, in its a=simulcast order (not necessarily low to
+	// high). BuildAnswer answers them with a=rid:<id> recv and a=simulcast:recv.
+	RIDs []string
+	// RTX is the retransmission format (RFC 4588) negotiated with Codec (its
+	// fmtp apt= is Codec.PayloadType), nil when none. Video only.
+	RTX *Codec
+	// RTXSSRC is the SSRC we send retransmissions with, for sending tracks
+	// with RTX; 0 for none. With SSRC it forms the a=ssrc-group:FID.
+	RTXSSRC uint32
+}
+
+// validRID reports whether id is a usable rid-id: 1..MaxRIDLen letters, digits, '-' or '_'.
+func validRID(id string) bool {
+	if id == "" || len(id) > MaxRIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // Fingerprint value check: "AA:BB:..." hex pairs.
