@@ -78,6 +78,7 @@ func (e *Engine) publishFeed(name string, infos []forwarder.TrackInfo, path []st
 		p.grace.Stop()
 		p.grace = nil
 		for i, t := range p.feed.tracks {
+			t.ridID = ridExtID(infos[i])
 			t.pt.Store(uint32(infos[i].Codec.PayloadType))
 		}
 		p.feed.attach(src)
@@ -90,7 +91,8 @@ func (e *Engine) publishFeed(name string, infos []forwarder.TrackInfo, path []st
 	f := &feed{name: name}
 	for i := range infos {
 		in := &infos[i]
-		t := &feedTrack{kind: in.Kind, clock: in.Codec.ClockRate, outSSRC: in.SSRC, outPT: in.Codec.PayloadType}
+		t := &feedTrack{kind: in.Kind, clock: in.Codec.ClockRate, outSSRC: in.SSRC, outPT: in.Codec.PayloadType,
+			rid: in.RID, ridID: ridExtID(*in)}
 		if t.outSSRC == 0 {
 			t.outSSRC = randomSSRC()
 		}
@@ -130,12 +132,25 @@ func sameTracks(have, want []forwarder.TrackInfo) bool {
 	}
 	for i := range have {
 		a, b := have[i], want[i]
-		if a.Kind != b.Kind || !strings.EqualFold(a.Codec.Name, b.Codec.Name) || a.Codec.ClockRate != b.Codec.ClockRate ||
+		if a.Kind != b.Kind || a.RID != b.RID || !strings.EqualFold(a.Codec.Name, b.Codec.Name) || a.Codec.ClockRate != b.Codec.ClockRate ||
 			a.Codec.Channels != b.Codec.Channels || !sameExtensions(a.Extensions, b.Extensions) {
 			return false
 		}
 	}
 	return true
+}
+
+// ridExtID is the publisher's ID of the rtp-stream-id extension of a simulcast layer, 0 for other tracks.
+func ridExtID(in forwarder.TrackInfo) uint8 {
+	if in.RID == "" {
+		return 0
+	}
+	for _, x := range in.Extensions {
+		if x.URI == sdp.ExtRTPStreamID {
+			return x.ID
+		}
+	}
+	return 0
 }
 
 // sameExtensions reports whether a and b hold the same header extensions (ID and URI), whatever their order.

@@ -243,6 +243,15 @@ func trackInfos(offer *sdp.Description, tracks []sdp.Track) []forwarder.TrackInf
 			continue
 		}
 		ti := forwarder.TrackInfo{Kind: t.Kind, Codec: t.Codec, Extensions: t.Extensions}
+		if t.Kind == sdp.KindVideo && len(t.RIDs) > 0 {
+			// Simulcast: one track per encoding, each told by its RID (the offer declares no SSRCs).
+			for _, rid := range t.RIDs {
+				l := ti
+				l.RID = rid
+				out = append(out, l)
+			}
+			continue
+		}
 		for _, m := range offer.Media {
 			if m.Mid == t.Mid && len(m.SSRCs) > 0 {
 				ti.SSRC = m.SSRCs[0]

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
 
 	"github.com/rtcrelay/rtcrelay/forwarder"
 	"github.com/rtcrelay/rtcrelay/packet"
@@ -39,6 +40,8 @@ type feedTrack struct {
 	outSSRC uint32
 
 	outPT uint8 // the stream's payload type (the first session's)
+	rid   string // a simulcast layer's RID ("" for a plain track)
+	ridID uint8  // the current session's ID of the rtp-stream-id extension
 
 	inSSRC   atomic.Uint32 // the current session's SSRC for this track (read by WriteRTCP on other goroutines)
 	pt       atomic.Uint32 // the current session's payload type
@@ -193,9 +196,28 @@ type feedSink struct {
 	src *source
 }
 
-func (k *feedSink) track(pt uint8) *feedTrack {
+// track finds the feed track of a packet: by payload type, and, for the layers of a simulcast track (which
+// share theirs), by SSRC, or on a layer's first packets by the RID they carry.
+func (k *feedSink) track(h *rtp.Header) *feedTrack {
+	pt := uint32(h.PayloadType)
+	var layer bool
 	for _, t := range k.f.tracks {
-		if t.pt.Load() == uint32(pt) {
+		if t.pt.Load() != pt {
+			continue
+		}
+		if t.rid == "" {
+			return t
+		}
+		layer = true
+		if t.inSSRC.Load() == h.SSRC && t.started {
+			return t
+		}
+	}
+	if !layer {
+		return nil
+	}
+	for _, t := range k.f.tracks {
+		if t.rid != "" && t.pt.Load() == pt && t.ridID != 0 && string(h.GetExtension(t.ridID)) == t.rid {
 			return t
 		}
 	}
@@ -207,7 +229,7 @@ func (k *feedSink) HandleRTP(p *packet.Buffer) {
 	if k.f.cur.Load() != k.src {
 		return
 	}
-	t := k.track(p.Header.PayloadType)
+	t := k.track(&p.Header)
 	b := p.Bytes()
 	if t == nil || len(b) < 12 {
 		return
