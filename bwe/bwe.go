@@ -66,8 +66,13 @@ const (
 	// lossHigh and lossLow are the loss controller's thresholds.
 	lossHigh = 0.10
 	lossLow  = 0.02
-	// lossDecreaseIntervalNs spaces the loss back-offs.
+	// lossDecreaseIntervalNs + RTT spaces the loss back-offs (as in GCC): the
+	// losses of one episode keep being reported for about an RTT after the
+	// back-off, and must not cut the estimate again.
 	lossDecreaseIntervalNs = 300_000_000
+	// maxRTTNs bounds the measured RTT, so a stale feedback cannot mute the
+	// loss controller for long.
+	maxRTTNs = 1_000_000_000
 
 	// rembTTLNs is how long a REMB caps the estimate.
 	rembTTLNs = 5_000_000_000
@@ -187,6 +192,12 @@ type Estimator struct {
 	winLost, winRecv int
 	lossFraction     float64
 	lossPending      bool // a loss window closed since the last rate update
+	// rtt is the feedback delay of the newest reported packet (now − its send
+	// time): an RTT that includes queuing and the feedback interval, 0 until
+	// known. It spaces the loss back-offs.
+	rtt        int64
+	newestSent int64 // send time of the newest packet of the current feedback
+	newestSet  bool
 
 	feedbacks, lost, received uint64
 	state                     string
@@ -310,6 +321,7 @@ func (e *Estimator) Feedback(fb *rtcp.TransportLayerCC, nowNs int64) {
 	e.lastTWCC = nowNs
 
 	arrival := e.unwrapRef(fb.ReferenceTime) * refUnitNs
+	e.newestSet = false
 	seq := fb.BaseSequenceNumber
 	remaining := int(fb.PacketStatusCount)
 	deltas := fb.RecvDeltas
@@ -353,6 +365,9 @@ func (e *Estimator) Feedback(fb *rtcp.TransportLayerCC, nowNs int64) {
 		}
 	}
 
+	if e.newestSet && nowNs >= e.newestSent {
+		e.rtt = min(nowNs-e.newestSent, maxRTTNs)
+	}
 	e.updateRate()
 	e.updateDelay(nowNs)
 	e.publish(nowNs)
@@ -396,6 +411,9 @@ func (e *Estimator) onPacket(seq uint16, received, timed bool, arrivalNs int64) 
 	sentAt, size, ok := e.lookup(seq)
 	if !ok {
 		return
+	}
+	if !e.newestSet || sentAt > e.newestSent {
+		e.newestSent, e.newestSet = sentAt, true
 	}
 	if !received {
 		e.lost++
@@ -619,7 +637,7 @@ func (e *Estimator) updateDelay(now int64) {
 func (e *Estimator) updateLoss(loss float64, now int64) {
 	switch {
 	case loss > lossHigh:
-		if !e.lossSeen || now-e.lastLossDecrease >= lossDecreaseIntervalNs {
+		if !e.lossSeen || now-e.lastLossDecrease >= lossDecreaseIntervalNs+e.rtt {
 			// Back off from what is actually used, not from a loss-based
 			// estimate that grew unconstrained while the delay-based one
 			// was the lower.

@@ -1,6 +1,7 @@
 package bwe
 
 import (
+	"fmt"
 	"math/rand"
 	"testing"
 
@@ -100,10 +101,9 @@ func (m *sim) feedback() *rtcp.TransportLayerCC {
 	if last < 0 {
 		return nil
 	}
+	// The link is FIFO, so every packet before last has arrived or was
+	// dropped; the ones after it wait for the next feedback.
 	report := m.inflight[:last+1]
-	// Packets that arrive after this feedback stay for the next one only if
-	// they are beyond last; the ones before last that are still in flight
-	// are reported lost, as a real receiver would (they are late).
 	fb := buildFeedback(m.t, report, m.fbCount)
 	m.fbCount++
 	m.inflight = append(m.inflight[:0], m.inflight[last+1:]...)
@@ -186,47 +186,58 @@ func roundTrip(t testing.TB, fb *rtcp.TransportLayerCC) *rtcp.TransportLayerCC {
 func mbps(v int64) float64 { return float64(v) / 1e6 }
 
 // TestConvergeDropRecover is assertions (1)–(3): converge to a 2 Mbit/s
-// link, follow it down to 500 kbit/s and back up.
+// link, follow it down to 500 kbit/s and back up; for shallow and deep
+// bottleneck queues and two feedback intervals.
 func TestConvergeDropRecover(t *testing.T) {
+	for _, queue := range []int64{50, 100, 200, 300, 500} {
+		for _, interval := range []int64{50, 100} {
+			t.Run(fmt.Sprintf("queue%dms/feedback%dms", queue, interval), func(t *testing.T) {
+				convergeDropRecover(t, queue*ms, interval*ms)
+			})
+		}
+	}
+}
+
+func convergeDropRecover(t *testing.T, queue, interval int64) {
 	e := New(Config{})
-	l := &link{capacity: 2_000_000, queueNs: 300 * ms, propNs: 20 * ms}
+	l := &link{capacity: 2_000_000, queueNs: queue, propNs: 20 * ms}
 	m := newSim(t, e, l)
+	m.feedbackNs, m.nextFb = interval, interval
 
 	m.run(10 * s)
 	if got := e.Estimate(); got < 1_400_000 || got > 2_200_000 {
 		t.Fatalf("after 10 s on 2 Mbit/s: estimate %.2f Mbit/s, want 1.4–2.2 (%+v)", mbps(got), e.Stats())
 	}
-	t.Logf("10 s: %+v", e.Stats())
+	at10 := e.Stats()
+
+	// within runs the simulation in 50 ms steps for at most limit and
+	// returns how long it took until ok held, -1 if it never did.
+	within := func(limit int64, ok func() bool) int64 {
+		for d := int64(0); d < limit; {
+			m.run(50 * ms)
+			d += 50 * ms
+			if ok() {
+				return d
+			}
+		}
+		return -1
+	}
 
 	l.capacity = 500_000
-	var reached int64 = -1
-	for i := int64(0); i < 60; i++ {
-		m.run(50 * ms)
-		if e.Estimate() < 600_000 {
-			reached = (i + 1) * 50
-			break
-		}
-	}
-	if reached < 0 {
+	down := within(3*s, func() bool { return e.Estimate() < 600_000 })
+	if down < 0 {
 		t.Fatalf("3 s after the drop to 500 kbit/s: estimate %.2f Mbit/s, want < 0.6 (%+v)", mbps(e.Estimate()), e.Stats())
 	}
-	t.Logf("below 600 kbit/s after %d ms: %+v", reached, e.Stats())
-	m.run(3*s - reached*ms)
-	t.Logf("3 s after the drop: %+v", e.Stats())
+	m.run(3*s - down)
+	at3 := e.Stats()
 
 	l.capacity = 2_000_000
-	reached = -1
-	for i := int64(0); i < 300; i++ {
-		m.run(50 * ms)
-		if e.Estimate() > 1_200_000 {
-			reached = (i + 1) * 50
-			break
-		}
-	}
-	if reached < 0 {
+	up := within(15*s, func() bool { return e.Estimate() > 1_200_000 })
+	if up < 0 {
 		t.Fatalf("15 s after restoring 2 Mbit/s: estimate %.2f Mbit/s, want > 1.2 (%+v)", mbps(e.Estimate()), e.Stats())
 	}
-	t.Logf("above 1.2 Mbit/s after %d ms: %+v", reached, e.Stats())
+	t.Logf("10 s: %.2f Mbit/s; below 0.6 Mbit/s %d ms after the drop, %.2f Mbit/s 3 s after; above 1.2 Mbit/s %d ms after the restore",
+		mbps(at10.Estimate), down/ms, mbps(at3.Estimate), up/ms)
 }
 
 // TestRandomLoss is assertion (4): 20 % random loss on an uncongested link
