@@ -31,6 +31,9 @@ const (
 
 	// burstNs groups packets sent within 5 ms of a group's first one.
 	burstNs = 5_000_000
+	// arrivalJumpMs is the delay variation beyond which the delay history is
+	// reset (GCC's arrival time offset threshold).
+	arrivalJumpMs = 3000.0
 	// trendWindow is the number of groups the trendline is fitted over.
 	trendWindow = 20
 	// smoothing is the weight of the previous smoothed accumulated delay.
@@ -149,7 +152,8 @@ type Estimator struct {
 	lastLossUpdate    int64   // ns of the last loss-based update; 0 = none
 	lastLossDecrease  int64   // ns of the last loss back-off
 	lossSeen          bool    // a loss back-off happened (lastLossDecrease valid)
-	rembCap           int64   // bits/s; 0 = none
+	rembCap           int64   // bits/s, valid while rembSet
+	rembSet           bool    // a REMB arrived (rembUntil valid)
 	rembUntil         int64   // ns the REMB cap expires
 	lastTWCC          int64   // ns of the last transport-cc feedback
 	twccSeen          bool    // a transport-cc feedback was taken
@@ -245,7 +249,9 @@ func (e *Estimator) Sent(seq uint16, size int, atNs int64) {
 	// Invalidate first so a concurrent reader never pairs the new fields with
 	// the old sequence number.
 	s.tag.Store(0)
-	s.size.Store(int32(min(max(size, 0), math.MaxInt32))) //nolint:gosec // clamped above
+	// A UDP payload is at most 65,535 bytes; the clamp also keeps the rate
+	// arithmetic far from overflow.
+	s.size.Store(int32(min(max(size, 0), math.MaxUint16))) //nolint:gosec // clamped above
 	s.at.Store(atNs)
 	s.tag.Store(uint32(seq) + 1)
 }
@@ -285,11 +291,12 @@ func (e *Estimator) Stats() Stats {
 }
 
 // REMB takes a receiver estimate (goog-remb) in bits/s: a cap on the estimate
-// for the next 5 s.
+// for the next 5 s. A REMB of 0 caps at Config.Min, as any cap below it does.
 func (e *Estimator) REMB(bps uint64, nowNs int64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.rembCap = int64(min(bps, math.MaxInt64)) //nolint:gosec // clamped above
+	e.rembSet = true
 	e.rembUntil = nowNs + rembTTLNs
 	e.publish(nowNs)
 }
@@ -496,10 +503,29 @@ func (e *Estimator) group(sentAt, arrivalNs int64) {
 	if e.prevGrpValid {
 		sendDelta := float64(e.grp.lastSend-e.prevGrp.lastSend) / 1e6
 		arrDelta := float64(e.grp.lastArrival-e.prevGrp.lastArrival) / 1e6
-		e.trendline(arrDelta-sendDelta, sendDelta, float64(e.grp.lastArrival)/1e6)
+		switch d := arrDelta - sendDelta; {
+		case math.Abs(d) > arrivalJumpMs:
+			// A receiver clock jump or a hostile feedback: start over rather
+			// than let one absurd sample (or an Inf) poison the trendline.
+			e.resetDelay()
+		case arrDelta >= 0:
+			// Groups that arrived in the wrong order (arrDelta < 0) carry
+			// no queuing information and are skipped, as in GCC.
+			e.trendline(d, sendDelta, float64(e.grp.lastArrival)/1e6)
+		}
 	}
 	e.prevGrp, e.prevGrpValid = e.grp, true
 	e.grp = group{firstSend: sentAt, lastSend: sentAt, lastArrival: arrivalNs}
+}
+
+// resetDelay forgets the trendline and the detector's history.
+func (e *Estimator) resetDelay() {
+	e.firstArrSet = false
+	e.accDelay, e.smoothDelay = 0, 0
+	e.tHead, e.tLen, e.numDeltas = 0, 0, 0
+	e.trend, e.prevTrend = 0, 0
+	e.timeOverUsing, e.overuseCounter = -1, 0
+	e.hypothesis = normal
 }
 
 // trendline feeds one delay variation (ms) into the trendline and the overuse
@@ -658,7 +684,7 @@ func (e *Estimator) publish(now int64) {
 	if e.twccSeen {
 		est = min(est, e.delayEst)
 	}
-	if e.rembCap > 0 && now < e.rembUntil {
+	if e.rembSet && now < e.rembUntil {
 		est = min(est, float64(e.rembCap))
 	}
 	e.estimate.Store(clamp(int64(est), e.min, e.max))

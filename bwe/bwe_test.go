@@ -2,6 +2,7 @@ package bwe
 
 import (
 	"fmt"
+	"math"
 	"math/rand"
 	"testing"
 
@@ -273,7 +274,7 @@ func TestREMBCaps(t *testing.T) {
 			t.Fatalf("estimate %d above the REMB cap", got)
 		}
 	}
-	e.REMB(50, m.now) // below Min: the clamp wins
+	e.REMB(0, m.now) // below Min: the clamp wins
 	if got := e.Estimate(); got != DefaultMin {
 		t.Fatalf("estimate %d after a tiny REMB, want Min %d", got, DefaultMin)
 	}
@@ -363,6 +364,14 @@ func TestHostileFeedback(t *testing.T) {
 			&rtcp.RunLengthChunk{PacketStatusSymbol: rtcp.TypeTCCPacketReceivedSmallDelta, RunLength: 100},
 		}},
 	}
+	// Absurd but well-formed arrival jumps across the send groups.
+	jumps := &rtcp.TransportLayerCC{PacketStatusCount: 100, PacketChunks: []rtcp.PacketStatusChunk{
+		&rtcp.RunLengthChunk{PacketStatusSymbol: rtcp.TypeTCCPacketReceivedLargeDelta, RunLength: 100},
+	}}
+	for i := range 100 {
+		jumps.RecvDeltas = append(jumps.RecvDeltas, &rtcp.RecvDelta{Type: rtcp.TypeTCCPacketReceivedLargeDelta, Delta: int64(1-2*(i%2)) << 52})
+	}
+	cases = append(cases, jumps)
 	for i, fb := range cases {
 		e.Feedback(fb, int64(200+i)*ms)
 		if est := e.Estimate(); est < DefaultMin || est > DefaultMax {
@@ -370,6 +379,20 @@ func TestHostileFeedback(t *testing.T) {
 		}
 	}
 	_ = e.Stats()
+	for _, v := range []float64{e.accDelay, e.smoothDelay, e.trend, e.threshold, e.delayEst, e.lossEst} {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			t.Fatalf("hostile feedback left a non-finite state: %v", v)
+		}
+	}
+
+	// The estimator still works afterwards: it follows a 500 kbit/s link.
+	l := &link{capacity: 500_000, queueNs: 100 * ms, propNs: 20 * ms}
+	m := newSim(t, e, l)
+	m.now, m.nextFb, m.seq = s, s+50*ms, 1000
+	m.run(5 * s)
+	if got := e.Estimate(); got > 600_000 {
+		t.Fatalf("after hostile feedback the estimate %d does not follow a 500 kbit/s link (%+v)", got, e.Stats())
+	}
 }
 
 // TestSentOverwritten: a seq whose slot was reused is ignored.
