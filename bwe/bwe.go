@@ -111,11 +111,11 @@ type Stats struct {
 	State string
 }
 
-// slot is one sent packet. tag is uint32(seq)+1 while the fields are valid and
-// 0 while the writer rewrites them.
+// slot is one sent packet. meta is (uint32(seq)+1)<<32 | size while at is
+// valid and 0 while the writer rewrites the slot: packing the size with the
+// tag saves an atomic store per packet.
 type slot struct {
-	tag  atomic.Uint32
-	size atomic.Int32
+	meta atomic.Uint64
 	at   atomic.Int64
 }
 
@@ -246,29 +246,28 @@ func New(c Config) *Estimator {
 // packet per player.
 func (e *Estimator) Sent(seq uint16, size int, atNs int64) {
 	s := &e.ring[seq%ringSize]
-	// Invalidate first so a concurrent reader never pairs the new fields with
-	// the old sequence number.
-	s.tag.Store(0)
+	// Invalidate first so a concurrent reader never pairs the new send time
+	// with the old sequence number.
+	s.meta.Store(0)
+	s.at.Store(atNs)
 	// A UDP payload is at most 65,535 bytes; the clamp also keeps the rate
 	// arithmetic far from overflow.
-	s.size.Store(int32(min(max(size, 0), math.MaxUint16))) //nolint:gosec // clamped above
-	s.at.Store(atNs)
-	s.tag.Store(uint32(seq) + 1)
+	s.meta.Store((uint64(seq)+1)<<32 | uint64(min(max(size, 0), math.MaxUint16)))
 }
 
 // lookup returns the send time and size of seq, ok false when the ring does not
 // hold it (never sent, overwritten, or being rewritten).
 func (e *Estimator) lookup(seq uint16) (at int64, size int64, ok bool) {
 	s := &e.ring[seq%ringSize]
-	want := uint32(seq) + 1
-	if s.tag.Load() != want {
+	m := s.meta.Load()
+	if m>>32 != uint64(seq)+1 {
 		return 0, 0, false
 	}
-	at, size = s.at.Load(), int64(s.size.Load())
-	if s.tag.Load() != want {
+	at = s.at.Load()
+	if s.meta.Load() != m {
 		return 0, 0, false
 	}
-	return at, size, true
+	return at, int64(m & math.MaxUint16), true
 }
 
 // Estimate is the current estimate in bits/s.
@@ -295,7 +294,7 @@ func (e *Estimator) Stats() Stats {
 func (e *Estimator) REMB(bps uint64, nowNs int64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.rembCap = int64(min(bps, math.MaxInt64)) //nolint:gosec // clamped above
+	e.rembCap = int64(min(bps, math.MaxInt64))
 	e.rembSet = true
 	e.rembUntil = nowNs + rembTTLNs
 	e.publish(nowNs)

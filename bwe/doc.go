@@ -7,9 +7,10 @@
 // Sent stores the send time and size of every packet in a fixed ring of 4096
 // slots indexed by the transport-wide sequence number. It runs once per packet
 // per player, so it takes no lock and allocates nothing: the single writer
-// invalidates a slot, writes its fields and then publishes the sequence number
-// (all atomics); a reader accepts a slot only when the sequence number it reads
-// before and after the fields is the one it looks for (a seqlock).
+// invalidates a slot, writes the send time and then publishes the sequence
+// number packed with the size (all atomics); a reader accepts a slot only when
+// the word it reads before and after the send time is the same and carries the
+// sequence number it looks for (a seqlock).
 //
 // # Transport-cc feedback
 //
@@ -28,7 +29,9 @@
 //     the modified trend, compared with an adaptive threshold (initially
 //     12.5 ms, k_up 0.0087, k_down 0.039, kept in [6, 600] ms): above it for
 //     more than 10 ms and two groups while growing is overuse, below its
-//     negative is underuse, else normal;
+//     negative is underuse, else normal. Groups that arrive out of order are
+//     skipped, and a delay variation beyond 3 s (a clock jump or a lie)
+//     resets the delay history;
 //   - the loss window: reported packets are counted until at least 20 are in
 //     it, then the window's loss fraction drives the loss-based controller.
 //
@@ -42,9 +45,11 @@
 // while the queues drain.
 //
 // The loss-based estimate: a loss fraction above 10 % multiplies it by
-// (1 − 0.5 × loss), at most once per 300 ms so that one loss burst seen by
-// several windows counts once; below 2 % it grows by 8 % per second; between
-// the two it holds.
+// (1 − 0.5 × loss) of the current estimate, at most once per 300 ms + RTT
+// (the RTT being now minus the send time of the newest packet a feedback
+// reports) so that one loss episode, still reported for an RTT after the
+// back-off, counts once; below 2 % it grows by 8 % per second; between the two
+// it holds.
 //
 // The estimate is the minimum of the delay-based and loss-based estimates and
 // of the last REMB (which expires 5 s after it arrived), clamped to
