@@ -14,7 +14,7 @@ const module = "github.com/rtcrelay/rtcrelay/"
 // layer of every production package (path below the module). Tools and tests (bench/, e2e/) and internal/
 // helpers are outside the graph.
 var layer = map[string]int{
-	"packet": 0, "pionlog": 0, "sdp": 0, "directory": 0, "netguard": 0, "limits": 0, "relayauth": 0, "twcc": 0,
+	"packet": 0, "pionlog": 0, "sdp": 0, "directory": 0, "netguard": 0, "limits": 0, "relayauth": 0, "twcc": 0, "bwe": 0,
 	"ice": 1, "dtls": 1,
 	"srtp":      2,
 	"forwarder": 3, // owns the send-path interfaces that session implements
