@@ -4,6 +4,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -26,6 +28,13 @@ func FuzzParseAndAnswer(f *testing.F) {
 		f.Add(string(b))
 	}
 	f.Add(minimalOffer + "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\na=rtcp-fb:* nack\r\n")
+	// Simulcast and RTX: Chrome's form, then hostile a=rid/a=simulcast/apt lines.
+	f.Add(chromeSimulcastOffer)
+	f.Add(simulcastVideo(DirSendOnly, "a=rid:q send pt=96;max-width=320", "a=rid:h send", "a=rid:f recv", "a=simulcast:send ~q,h;f;h;x recv f"))
+	f.Add(simulcastVideo(DirSendRecv, "a=rid:q", "a=rid:a/b send", "a=rid:"+strings.Repeat("r", MaxRIDLen+1)+" send", "a=simulcast:send", "a=simulcast:send ;;,~;~"))
+	f.Add(simulcastVideo(DirSendOnly, strings.Repeat("a=rid:q send\r\n", 3*MaxRIDs)+"a=simulcast:send "+strings.Repeat("q;", 3*MaxRIDs)))
+	f.Add(minimalOffer + "m=video 9 UDP/TLS/RTP/SAVPF 96 97 98\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=97\r\n" +
+		"a=rtpmap:98 RTX/90000\r\na=fmtp:98 apt=96;apt=97\r\n")
 	published := []Codec{
 		{Name: "opus", ClockRate: 48000, Channels: 2},
 		{Name: "VP8", ClockRate: 90000},
@@ -39,6 +48,16 @@ func FuzzParseAndAnswer(f *testing.F) {
 				t.Fatalf("untyped error %v", err)
 			}
 			return
+		}
+		for i, m := range offer.Media {
+			if len(m.RIDs) > MaxRIDs || len(m.SimulcastSend) > MaxRIDs {
+				t.Fatalf("m %d: %d rids, %d simulcast", i, len(m.RIDs), len(m.SimulcastSend))
+			}
+			for _, id := range m.SimulcastSend {
+				if !slices.Contains(m.RIDs, RID{ID: id, Direction: "send", Params: ridParams(m.RIDs, id)}) {
+					t.Fatalf("m %d: simulcast %q not a send rid of %v", i, id, m.RIDs)
+				}
+			}
 		}
 		check := func(tracks []Track) {
 			if offer.Setup == "passive" {
@@ -72,4 +91,13 @@ func FuzzParseAndAnswer(f *testing.F) {
 			t.Fatalf("NegotiatePlay: %v", err)
 		}
 	})
+}
+
+func ridParams(rids []RID, id string) string {
+	for _, r := range rids {
+		if r.ID == id {
+			return r.Params
+		}
+	}
+	return ""
 }

@@ -19,13 +19,14 @@ import (
 //     publisher's session records the transport-cc sequence numbers it
 //     receives and sends transport-cc feedback (package twcc), which a
 //     browser's send-side estimator needs to ramp up and back off. goog-remb
-//     is accepted as well, so a browser that does not do TWCC on a section
-//     can still take our receiver estimate.
+//     is accepted as well, so that a receiver estimate (REMB) can reach a
+//     browser that does not do TWCC; no package sends REMB yet.
 //   - With players, transport-cc (rtcp-fb and the header extension) and
 //     goog-remb: we stamp transport-cc sequence numbers on what we send and
 //     consume the player's TWCC feedback for a per-player send-side estimate
 //     (which layer and rate it can take); REMB is the fallback for players
-//     that send no TWCC feedback.
+//     that send no TWCC feedback. The estimator lives outside this package
+//     (nothing consumes REMB yet).
 //
 // BuildOffer's sending tracks (an outbound relay push) still negotiate
 // neither: that session does not consume the feedback.

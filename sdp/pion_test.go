@@ -198,6 +198,15 @@ func TestPionPlayRoundTrip(t *testing.T) {
 	if a.Media[0].MsidStream != "relay-stream" || a.Media[1].MsidStream != "relay-stream" {
 		t.Errorf("msid streams %q %q", a.Media[0].MsidStream, a.Media[1].MsidStream)
 	}
+	// pion offers rtx for H264; the answer declares it with its own SSRC, and transport-cc on both sections.
+	if v := a.Media[1]; tracks[1].RTX == nil || len(v.SSRCGroups) != 1 || !slices.Equal(v.SSRCGroups[0].SSRCs, []uint32{tracks[1].SSRC, tracks[1].RTXSSRC}) {
+		t.Errorf("video rtx %+v, answer groups %v", tracks[1].RTX, v.SSRCGroups)
+	}
+	for i := range a.Media {
+		if !slices.ContainsFunc(a.Media[i].Extensions, func(e Extension) bool { return e.URI == ExtTransportCC }) {
+			t.Errorf("m %d: extensions %v", i, a.Media[i].Extensions)
+		}
+	}
 	h, _ := findCodec(offer.Media[1], tracks[1].Codec.PayloadType)
 	if h.Name != "H264" || profileLevelID(h.Fmtp) != "42e01f" || packetizationMode(h.Fmtp) != "1" {
 		t.Errorf("video mapped onto %+v", h)
@@ -273,4 +282,69 @@ func pionAnswerTo(t *testing.T, pc *webrtc.PeerConnection, offer string) *Descri
 		t.Fatal(err)
 	}
 	return mustParse(t, ans.SDP)
+}
+
+// A pion publisher sending VP8 simulcast (rids q, h, f on one transceiver, plus audio): we answer with
+// a=rid recv and a=simulcast:recv, and pion accepts the answer with all three encodings.
+func TestPionPublishSimulcast(t *testing.T) {
+	pc := newPionPC(t, func(m *webrtc.MediaEngine) error {
+		if err := m.RegisterDefaultCodecs(); err != nil {
+			return err
+		}
+		return webrtc.ConfigureSimulcastExtensionHeaders(m)
+	})
+	addSendTrack(t, pc, webrtc.MimeTypeOpus, "a", webrtc.RTPTransceiverDirectionSendonly)
+	rids := []string{"q", "h", "f"}
+	var tr *webrtc.RTPTransceiver
+	for i, rid := range rids {
+		lt, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "v", "pion-stream", webrtc.WithRTPStreamID(rid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			if tr, err = pc.AddTransceiverFromTrack(lt, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if err := tr.Sender().AddEncoding(lt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	offerSDP := pionOffer(t, pc)
+	offer := mustParse(t, offerSDP)
+	if !slices.Equal(offer.Media[1].SimulcastSend, rids) {
+		t.Fatalf("pion offer simulcast %q rids %v\n%s", offer.Media[1].Simulcast, offer.Media[1].RIDs, offerSDP)
+	}
+	tracks, err := NegotiatePublish(offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(tracks[1].RIDs, rids) || tracks[0].RIDs != nil {
+		t.Fatalf("rids %v %v", tracks[0].RIDs, tracks[1].RIDs)
+	}
+	for _, uri := range []string{ExtRTPStreamID, ExtRepairedStreamID, ExtSDESMid} {
+		if !slices.ContainsFunc(tracks[1].Extensions, func(e Extension) bool { return e.URI == uri }) {
+			t.Errorf("video extensions %v lack %s", tracks[1].Extensions, uri)
+		}
+	}
+	answer, err := BuildAnswer(offer, testTransport(), tracks, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(answer, "a=simulcast:recv q;h;f\r\n") {
+		t.Fatalf("answer without simulcast\n%s", answer)
+	}
+	applyAnswer(t, pc, answer)
+	checkAnswerMatchesOffer(t, offer, answer)
+	var got []string
+	for _, e := range tr.Sender().GetParameters().Encodings {
+		got = append(got, e.RID)
+	}
+	if !slices.Equal(got, rids) {
+		t.Errorf("pion sender encodings %v", got)
+	}
+	if codecs := tr.Sender().GetParameters().Codecs; len(codecs) == 0 || uint8(codecs[0].PayloadType) != tracks[1].Codec.PayloadType {
+		t.Errorf("pion sends video with %+v, negotiated %+v", codecs, tracks[1].Codec)
+	}
 }
