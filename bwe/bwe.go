@@ -643,9 +643,15 @@ func (e *Estimator) updateDelay(now int64) {
 	case underusing:
 		e.state = "hold"
 	default:
-		e.delayEst *= growth(e.lastDelayUpdate, now)
+		// The receive rate limits the increase, as in libwebrtc's AimdRateControl: an application-limited
+		// sender (a player waiting for a keyframe gets audio only; a low simulcast layer) must not make the
+		// estimate run away, nor collapse it to what happens to be sent.
+		limit := math.Inf(1)
 		if e.receiveRate > 0 {
-			e.delayEst = min(e.delayEst, receiveRateHeadroom*float64(e.receiveRate)+receiveRateSlack)
+			limit = receiveRateHeadroom*float64(e.receiveRate) + receiveRateSlack
+		}
+		if e.delayEst < limit {
+			e.delayEst = min(e.delayEst*growth(e.lastDelayUpdate, now), limit)
 		}
 		e.state = "increase"
 	}

@@ -40,8 +40,10 @@
 // The delay-based estimate reacts to the detector once per feedback: overuse
 // lowers it to 0.85 × the receive rate (state "decrease"); normal grows it by
 // 8 % per second of elapsed time (state "increase"), but once a receive rate
-// is known never above 1.5 × receive rate + 100 kbit/s, so an idle or
-// application-limited sender does not run away; underuse holds it ("hold")
+// is known it does not grow past 1.5 × receive rate + 100 kbit/s, so an idle
+// or application-limited sender does not run away (an estimate above that
+// limit is kept, not lowered to it, as in libwebrtc's AimdRateControl: a
+// player that gets only audio for a moment keeps its estimate); underuse holds it ("hold")
 // while the queues drain.
 //
 // The loss-based estimate: a loss fraction above 10 % multiplies it by

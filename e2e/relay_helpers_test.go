@@ -49,7 +49,15 @@ type driverReply struct {
 // cleanup (the node process group is killed in any case, so no Chromium outlives the test).
 func startRelayBrowser(t testing.TB) *relayBrowser {
 	t.Helper()
-	cfg, _ := json.Marshal(map[string]any{"y4m": frameIDVideo(t), "frames": y4mFrames, "chromium": chromiumBin()})
+	return startRelayBrowserWith(t, map[string]any{"y4m": frameIDVideo(t), "frames": y4mFrames})
+}
+
+// startRelayBrowserWith launches the interactive driver with config (relay-driver.mjs's: "y4m", "frames",
+// "extraArgs"); "chromium" is set here.
+func startRelayBrowserWith(t testing.TB, config map[string]any) *relayBrowser {
+	t.Helper()
+	config["chromium"] = chromiumBin()
+	cfg, _ := json.Marshal(config)
 	driver := filepath.Join(repoRoot(t), "e2e", "browser", "relay-driver.mjs")
 	cmd := exec.Command("node", driver, string(cfg))
 	// A short TMPDIR (Playwright's profile lives there): Chromium's singleton socket path must fit in a

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pion/rtcp"
+	"github.com/rtcrelay/rtcrelay/bwe"
 	"github.com/rtcrelay/rtcrelay/packet"
 	"github.com/rtcrelay/rtcrelay/sdp"
 )
@@ -58,8 +59,16 @@ type Player struct {
 	twseq uint16      // transport-wide sequence number; writer goroutine only
 	stats playerCounters
 
-	maxBitrate atomic.Int64 // SetMaxBitrate, 0 = none
+	id         atomic.Pointer[string] // SetID: the owner's name for the player (a media session ID)
+	maxBitrate atomic.Int64           // SetMaxBitrate, 0 = none
+	est        *bwe.Estimator         // the send-side estimate of the path to the player; nil without transport-wide numbering
+	twcc       bool                   // the player negotiated transport-cc: est is fed by its feedback, not its reports
+	rembs      atomic.Uint64
+	feedbacks  atomic.Uint64
 }
+
+// SetID names the player (its media session ID) in PlayerStats.ID and Stream.PlayerStats.
+func (p *Player) SetID(id string) { p.id.Store(&id) }
 
 // SetMaxBitrate caps the bitrate the player's simulcast layer is chosen for (bits/s; 0 removes the cap). It
 // takes effect at the next selection (within 250 ms), at the next keyframe of the new layer.
@@ -68,6 +77,9 @@ func (p *Player) SetMaxBitrate(bps int64) { p.maxBitrate.Store(max(bps, 0)) }
 // budget is what the player's video may use, bits/s: its estimate, capped by SetMaxBitrate; -1 = unknown.
 func (p *Player) budget() int64 {
 	b := int64(-1)
+	if p.est != nil {
+		b = p.est.Estimate()
+	}
 	if c := p.maxBitrate.Load(); c > 0 && (b < 0 || c < b) {
 		b = c
 	}
@@ -222,6 +234,16 @@ func (p *Player) HandleRTCP(plain []byte) {
 			p.handleRR(r.Reports)
 		case *rtcp.SenderReport:
 			p.handleRR(r.Reports)
+		case *rtcp.TransportLayerCC:
+			p.feedbacks.Add(1)
+			if p.est != nil && p.twcc {
+				p.est.Feedback(r, p.st.mono())
+			}
+		case *rtcp.ReceiverEstimatedMaximumBitrate:
+			p.rembs.Add(1)
+			if p.est != nil {
+				p.est.REMB(uint64(r.Bitrate), p.st.mono())
+			}
 		}
 	}
 }
@@ -285,7 +307,9 @@ func (p *Player) keyframeRequest(mediaSSRC uint32) {
 }
 
 func (p *Player) handleRR(reports []rtcp.ReceptionReport) {
-	now := q16(p.st.mono())
+	mono := p.st.mono()
+	now := q16(mono)
+	now64 := func(uint32) int64 { return mono }
 	for _, r := range reports {
 		dt := p.downTrack(r.SSRC)
 		if dt == nil {
@@ -298,6 +322,9 @@ func (p *Player) handleRR(reports []rtcp.ReceptionReport) {
 			}
 		}
 		dt.rr.Store(info)
+		if p.est != nil && !p.twcc {
+			p.est.ReceiverReport(r.FractionLost, now64(now))
+		}
 	}
 	p.stats.rrs.Add(1)
 }
@@ -312,6 +339,7 @@ type playerCounters struct {
 
 // PlayerStats is a snapshot of a player's counters.
 type PlayerStats struct {
+	ID                    string // SetID's
 	PacketsOut, BytesOut  uint64 // media sent (payload octets in BytesOut)
 	Drops                 uint64 // packets dropped because the player's writer queue was full
 	SkippedBeforeKeyframe uint64 // video packets not sent while waiting for the first keyframe
@@ -319,6 +347,7 @@ type PlayerStats struct {
 	NACKsServed           uint64 // of those, retransmitted
 	NACKsMissed           uint64 // of those, no longer (or never) in the ring
 	Retransmits           uint64
+	RTXSent               uint64 // of the retransmissions, sent as RTX (RFC 4588)
 	PLIs, FIRs            uint64 // keyframe requests received from the player
 	ReceiverReports       uint64
 	WriteErrors, BadRTCP  uint64
@@ -333,16 +362,26 @@ type PlayerStats struct {
 	LayerSwitches      uint64
 	VideoPaused        bool
 	Budget             int64
+	// Bandwidth estimation: the estimator's view (zero without one), transport-cc feedbacks and REMBs received.
+	Estimator     bwe.Stats
+	TWCCFeedbacks uint64
+	REMBs         uint64
 }
 
 // Stats returns the player's counters.
 func (p *Player) Stats() PlayerStats {
 	s := PlayerStats{
-		Budget: p.budget(),
-		Drops:  p.stats.drops.Load(), SkippedBeforeKeyframe: p.stats.skipped.Load(),
+		Budget: p.budget(), TWCCFeedbacks: p.feedbacks.Load(), REMBs: p.rembs.Load(),
+		Drops: p.stats.drops.Load(), SkippedBeforeKeyframe: p.stats.skipped.Load(),
 		NACKs: p.stats.nacks.Load(), NACKsServed: p.stats.nacksServed.Load(), NACKsMissed: p.stats.nacksMissed.Load(),
 		Retransmits: p.stats.retransmits.Load(), PLIs: p.stats.plis.Load(), FIRs: p.stats.firs.Load(),
 		ReceiverReports: p.stats.rrs.Load(), WriteErrors: p.stats.writeErrors.Load(), BadRTCP: p.stats.badRTCP.Load(),
+	}
+	if p.est != nil {
+		s.Estimator = p.est.Stats()
+	}
+	if id := p.id.Load(); id != nil {
+		s.ID = *id
 	}
 	for _, dt := range p.dts {
 		s.PacketsOut += dt.packets.Load()

@@ -25,7 +25,8 @@ const (
 	probeFraction   = 0.7              // ... or tried (a probe) when it fits 1/0.7 of the estimate and nothing is wrong
 	probeWindow     = 4 * time.Second  // a downgrade this soon after a probe makes it a failed probe
 	minBackoff      = 2 * time.Second  // wait after a failed probe, doubled per failure
-	maxBackoff      = 16 * time.Second // ... up to this
+	maxBackoff      = 8 * time.Second  // ... up to this
+	pauseAfter      = 2 * time.Second  // video pauses when not even the lowest layer fitted for this long
 	stableAfter     = 10 * time.Second // on a layer that long, the backoff resets
 	audioReserve    = 64_000           // bits/s of the estimate left to audio
 )
@@ -53,11 +54,12 @@ type layerState struct {
 	switches  atomic.Uint64
 
 	// Housekeeping goroutine only.
-	upAt      int64 // no upgrade before (mono ns)
-	backoff   time.Duration
-	probeAt   int64 // when the last upgrade happened (0 = none pending)
-	stableAt  int64 // when the current target was set
-	lastBudge int64
+	upAt        int64 // no upgrade before (mono ns)
+	backoff     time.Duration
+	probeAt     int64 // when the last upgrade happened (0 = none pending)
+	stableAt    int64 // when the current target was set
+	lastBudge   int64
+	starveSince int64 // since when not even the lowest layer fits (0: it does)
 }
 
 func newLayerState(layers []*track) *layerState {
@@ -179,7 +181,7 @@ func (dt *downTrack) tracks() []*track {
 //
 // The policy: layers are ordered by their measured bitrate (not by RID: a publisher may drop a layer, or send
 // them in any order). Down at once to the highest layer that fits the budget (the estimate minus an audio
-// reserve); pause video when not even the lowest fits. Up one layer at a time: when the next layer fits 90 %
+// reserve); pause video when not even the lowest has fitted for pauseAfter. Up one layer at a time: when the next layer fits 90 %
 // of the budget, or, as a probe, when it fits 1/0.7 of it and the player has been on its layer without
 // trouble: a send-side estimate only grows a little above what is sent, so without probing a player would
 // never climb. A probe that ends in a downgrade within probeWindow doubles the wait before the next one.
@@ -224,6 +226,13 @@ func (st *Stream) selectLayer(dt *downTrack, now int64) {
 		want = max(fit, 0)
 	case fit < pos || pos < 0 && fit < 0: // down (or pause)
 		want = fit
+		if fit < 0 && pos >= 0 && (ls.starveSince == 0 || now-ls.starveSince < int64(pauseAfter)) {
+			// Nothing fits: the lowest layer for a while yet, as an estimate that just fell often comes back.
+			if ls.starveSince == 0 {
+				ls.starveSince = now
+			}
+			want = 0
+		}
 		if ls.probeAt != 0 && now-ls.probeAt < int64(probeWindow) {
 			ls.backoff = min(2*ls.backoff, maxBackoff)
 			ls.upAt = now + int64(ls.backoff)
@@ -238,6 +247,9 @@ func (st *Stream) selectLayer(dt *downTrack, now int64) {
 			want = pos + 1
 			ls.probeAt = now
 		}
+	}
+	if fit >= 0 {
+		ls.starveSince = 0
 	}
 	if ls.probeAt != 0 && now-ls.probeAt >= int64(probeWindow) {
 		ls.probeAt = 0 // the probe held

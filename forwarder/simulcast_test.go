@@ -113,8 +113,8 @@ func TestSimulcastLayerSwitch(t *testing.T) {
 		if l := layerOf(); l != "q" {
 			t.Fatalf("capped player on layer %q, want q (stats %+v)", l, p.Stats())
 		}
-		p.SetMaxBitrate(64_000 + 10_000) // not even the lowest layer fits
-		sf.run(time.Second)
+		p.SetMaxBitrate(64_000 + 10_000) // not even the lowest layer fits: video pauses after pauseAfter
+		sf.run(pauseAfter + time.Second)
 		mark := len(d.packets())
 		sf.run(time.Second)
 		ps := p.Stats()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/rtcrelay/rtcrelay/bwe"
 	"github.com/rtcrelay/rtcrelay/packet"
 	"github.com/rtcrelay/rtcrelay/sdp"
 )
@@ -29,6 +30,9 @@ const (
 	dropLogInterval  = 5 * time.Second
 	maxWriters       = 64
 	nackQueueSize    = 1024
+	// initialEstimate is a new player's bandwidth estimate before any feedback (bits/s): a new player starts on
+	// the highest simulcast layer under it and moves within a second or two of feedback.
+	initialEstimate = 1_500_000
 )
 
 // Stream is one published stream: its tracks and its players.
@@ -442,6 +446,10 @@ func (st *Stream) Subscribe(out Downstream, tracks []sdp.Track) (*Player, error)
 		st.mu.Unlock()
 		return nil, ErrNoTracks
 	}
+	for _, dt := range p.dts {
+		p.twcc = p.twcc || dt.rw.twccID != 0
+	}
+	p.est = bwe.New(bwe.Config{Initial: initialEstimate})
 	p.ctx, p.cancel = context.WithCancelCause(st.ctx)
 	p.w = st.pickWriter()
 	p.w.nplayers++
@@ -537,6 +545,18 @@ func (st *Stream) removePlayer(p *Player) {
 			}
 		}
 	}
+}
+
+// PlayerStats returns every player's counters, in subscription order.
+func (st *Stream) PlayerStats() []PlayerStats {
+	st.mu.Lock()
+	players := slices.Clone(st.players)
+	st.mu.Unlock()
+	out := make([]PlayerStats, 0, len(players))
+	for _, p := range players {
+		out = append(out, p.Stats())
+	}
+	return out
 }
 
 // Players is the number of players.

@@ -118,6 +118,7 @@ func (t *track) sampleRates(nowNs int64) {
 // TrackStats is a snapshot of one published track's metrics.
 type TrackStats struct {
 	Kind          string // "audio" or "video"
+	RID           string // a simulcast layer's RID, "" for a plain track
 	Codec         string // e.g. "VP8", "opus"
 	PayloadType   uint8
 	Packets       uint64
@@ -136,7 +137,7 @@ type TrackStats struct {
 func (t *track) stats() TrackStats {
 	m := &t.media
 	s := TrackStats{
-		Kind: t.info.Kind, Codec: t.info.Codec.Name, PayloadType: t.info.Codec.PayloadType,
+		Kind: t.info.Kind, RID: t.info.RID, Codec: t.info.Codec.Name, PayloadType: t.info.Codec.PayloadType,
 		Packets: t.rx.packets.Load(), Bytes: t.rx.bytes.Load(), Bitrate: m.bitrate.Load(),
 		FPS: float64(m.fpsX100.Load()) / 100, Frames: m.frames.Load(), Keyframes: m.keyframes.Load(),
 		GOP: m.gop.Load(), NACKs: m.nacks.Load(), PLIs: m.plis.Load(),

@@ -227,6 +227,10 @@ func (w *writer) burst() int {
 	return taken
 }
 
+// srtpOverhead is what encryption adds to a packet (the authentication tag), counted in what the estimator sees
+// sent.
+const srtpOverhead = 16
+
 // send rewrites src for dt into a slot of the player's batch and queues it.
 func (w *writer) send(dt *downTrack, p *packet.Buffer, src []byte, l layout, now int64, retransmit bool) bool {
 	pubSeq := p.Header.SequenceNumber
@@ -248,6 +252,13 @@ func (w *writer) send(dt *downTrack, p *packet.Buffer, src []byte, l layout, now
 	if err := pl.out.WriteRTPBatch(pl.batch, buf[:n]); err != nil {
 		pl.stats.writeErrors.Add(1)
 		return false
+	}
+	if dt.rw.twccID != 0 && pl.est != nil {
+		at := now
+		if retransmit {
+			at = w.st.mono() // now is the original's arrival
+		}
+		pl.est.Sent(s.twseq, n+srtpOverhead, at)
 	}
 	dt.packets.Add(1)
 	dt.octets.Add(uint64(l.payloadEnd - l.payload))

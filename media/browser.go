@@ -264,7 +264,7 @@ func (e *Engine) Play(ctx context.Context, req PlayRequest) (Session, string, er
 		s.Close(cause)
 		e.players.Add(-1)
 	})
-	e.wg.Go(func() { e.runPlayer(w, s, st, tracks) })
+	e.wg.Go(func() { e.runPlayer(w, s, st, tracks, req.MediaSessionID) })
 	return w, answer, nil
 }
 
@@ -277,7 +277,7 @@ func publishedCodecs(st *forwarder.Stream) []sdp.Codec {
 }
 
 // runPlayer brings the player's transport up, subscribes it and ends it with the stream or the transport.
-func (e *Engine) runPlayer(w *wait, s *session.Session, st *forwarder.Stream, tracks []sdp.Track) {
+func (e *Engine) runPlayer(w *wait, s *session.Session, st *forwarder.Stream, tracks []sdp.Track, id string) {
 	err := s.Start(e.ctx)
 	if err != nil {
 		w.setReady(classify(err))
@@ -290,6 +290,7 @@ func (e *Engine) runPlayer(w *wait, s *session.Session, st *forwarder.Stream, tr
 		w.Close(classify(err))
 		return
 	}
+	p.SetID(id)
 	s.SetSink(p)
 	w.setReady(nil)
 	select {

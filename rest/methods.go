@@ -154,13 +154,18 @@ func (h *handler) streamMetrics(r *http.Request) (any, error) {
 	return h.withMetrics(st.Streams(&f)), nil
 }
 
-// withMetrics adds the metrics map to each published stream (players' entries carry none).
+// withMetrics adds the metrics map to each published stream and to each player (its bandwidth estimate,
+// simulcast layer, retransmissions).
 func (h *handler) withMetrics(in []signaling.StreamInfo) []streamWithMetrics {
 	out := make([]streamWithMetrics, 0, len(in))
 	for _, si := range in {
 		sm := streamWithMetrics{StreamInfo: si}
 		if h.cfg.Metrics != nil && si.Published {
 			if m, ok := h.cfg.Metrics.StreamMetrics(si.Name); ok {
+				sm.Metrics = m
+			}
+		} else if h.cfg.Metrics != nil && si.MediaSessionID != "" {
+			if m, ok := h.cfg.Metrics.PlayerMetrics(si.Name, si.MediaSessionID); ok {
 				sm.Metrics = m
 			}
 		}

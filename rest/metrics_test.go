@@ -15,6 +15,12 @@ func (f fakeMetrics) StreamMetrics(name string) (map[string]any, bool) {
 	return m, ok
 }
 
+// PlayerMetrics: players are keyed "name/mediaSessionId".
+func (f fakeMetrics) PlayerMetrics(name, id string) (map[string]any, bool) {
+	m, ok := f[name+"/"+id]
+	return m, ok
+}
+
 func TestMetricsDisplay(t *testing.T) {
 	sg := &fakeSignaling{streams: []signaling.StreamInfo{
 		{MediaSessionID: "m1", Name: "s", Published: true, Status: "PUBLISHING", MediaType: "publish"},

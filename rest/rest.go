@@ -65,6 +65,8 @@ type ConnectionsAPI interface {
 // as VIDEO_RATE, VIDEO_FPS, AUDIO_RATE with numeric values. ok is false when the stream is not published here.
 type MetricsAPI interface {
 	StreamMetrics(name string) (m map[string]any, ok bool)
+	// PlayerMetrics is the metrics map of the player mediaSessionID of the stream name.
+	PlayerMetrics(name, mediaSessionID string) (m map[string]any, ok bool)
 }
 
 // Config configures the handler. A nil API makes its methods answer 500 "not available".

@@ -35,13 +35,14 @@ export function chromiumArgs(y4m) {
   return args;
 }
 
-// launchChromium starts headless Chromium with chromiumArgs(cfg.y4m); cfg.chromium overrides the executable
+// launchChromium starts headless Chromium with chromiumArgs(cfg.y4m) and cfg.extraArgs (e.g. field trials);
+// cfg.chromium overrides the executable
 // (default $CHROMIUM_BIN or /usr/bin/chromium) and extra is merged into the launch options.
 export function launchChromium(cfg, extra = {}) {
   return chromium.launch({
     executablePath: cfg.chromium || process.env.CHROMIUM_BIN || '/usr/bin/chromium',
     headless: true,
-    args: chromiumArgs(cfg.y4m),
+    args: [...chromiumArgs(cfg.y4m), ...(cfg.extraArgs || [])],
     timeout: 30000,
     ...extra,
   });

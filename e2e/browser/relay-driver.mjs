@@ -1,6 +1,6 @@
 // relay-driver.mjs: an INTERACTIVE browser driver for the relay end-to-end tests (e2e/relay_test.go).
 //
-//   node relay-driver.mjs '<json config>'      config: {"y4m": ABS_PATH, "frames": N, "chromium": BIN}
+//   node relay-driver.mjs '<json config>'      config: {"y4m": ABS_PATH, "frames": N, "chromium": BIN, "extraArgs": [...]}
 //
 // Unlike driver.mjs (one scripted run), this one launches Chromium once and then executes commands read from
 // stdin, one JSON object per line, so that the Go test can interleave browser steps with REST calls and with
