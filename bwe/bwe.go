@@ -111,9 +111,11 @@ type Stats struct {
 	State string
 }
 
-// slot is one sent packet. meta is (uint32(seq)+1)<<32 | size while at is
-// valid and 0 while the writer rewrites the slot: packing the size with the
-// tag saves an atomic store per packet.
+// slot is one sent packet. meta is (uint32(seq)+1)<<32 | generation<<16 |
+// size while at is valid, and 0 while the writer rewrites the slot: packing
+// the size with the tag saves an atomic store per packet, and the generation
+// (Sent calls / 65,536) tells a reused sequence number from the packet a
+// feedback already reported.
 type slot struct {
 	meta atomic.Uint64
 	at   atomic.Int64
@@ -144,8 +146,16 @@ type Estimator struct {
 
 	// ring is the send history Sent writes without a lock.
 	ring [ringSize]slot
+	// writes counts Sent calls; only the Sent goroutine touches it.
+	writes uint64
 
 	mu sync.Mutex
+
+	// reported is the slot word (meta) of the packet a feedback last reported
+	// in each slot, reportedRecv whether it was received: duplicates are not
+	// counted twice.
+	reported     [ringSize]uint64
+	reportedRecv [ringSize]bool
 
 	delayEst, lossEst float64 // bits/s
 	lastDelayUpdate   int64   // ns of the last delay-based rate update; 0 = none
@@ -252,22 +262,24 @@ func (e *Estimator) Sent(seq uint16, size int, atNs int64) {
 	s.at.Store(atNs)
 	// A UDP payload is at most 65,535 bytes; the clamp also keeps the rate
 	// arithmetic far from overflow.
-	s.meta.Store((uint64(seq)+1)<<32 | uint64(min(max(size, 0), math.MaxUint16)))
+	gen := (e.writes >> 16) & 0xffff
+	e.writes++
+	s.meta.Store((uint64(seq)+1)<<32 | gen<<16 | uint64(min(max(size, 0), math.MaxUint16)))
 }
 
 // lookup returns the send time and size of seq, ok false when the ring does not
 // hold it (never sent, overwritten, or being rewritten).
-func (e *Estimator) lookup(seq uint16) (at int64, size int64, ok bool) {
+func (e *Estimator) lookup(seq uint16) (at int64, size int64, meta uint64, ok bool) {
 	s := &e.ring[seq%ringSize]
 	m := s.meta.Load()
 	if m>>32 != uint64(seq)+1 {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
 	at = s.at.Load()
 	if s.meta.Load() != m {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
-	return at, int64(m & math.MaxUint16), true
+	return at, int64(m & math.MaxUint16), m, true
 }
 
 // Estimate is the current estimate in bits/s.
@@ -414,10 +426,24 @@ func (e *Estimator) unwrapRef(ref uint32) int64 {
 
 // onPacket takes one reported packet. arrivalNs is meaningful when timed.
 func (e *Estimator) onPacket(seq uint16, received, timed bool, arrivalNs int64) {
-	sentAt, size, ok := e.lookup(seq)
+	sentAt, size, meta, ok := e.lookup(seq)
 	if !ok {
 		return
 	}
+	i := seq % ringSize
+	if e.reported[i] == meta {
+		// Reported before: a duplicate counts nothing, but a packet reported
+		// lost that arrived after all (a late, re-reported one) is moved from
+		// lost to received.
+		if e.reportedRecv[i] || !received {
+			return
+		}
+		e.lost--
+		if e.winLost > 0 {
+			e.winLost--
+		}
+	}
+	e.reported[i], e.reportedRecv[i] = meta, received
 	if !e.newestSet || sentAt > e.newestSent {
 		e.newestSent, e.newestSet = sentAt, true
 	}

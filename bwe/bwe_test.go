@@ -407,6 +407,34 @@ func TestSentOverwritten(t *testing.T) {
 	}
 }
 
+// TestDuplicateReports: a packet reported twice counts once; one reported
+// lost and then received moves to received; a reused seq counts again.
+func TestDuplicateReports(t *testing.T) {
+	e := New(Config{})
+	e.Sent(0, 1200, 0)
+	e.Sent(1, 1200, ms)
+	lost := []pkt{{seq: 0, arrival: 30 * ms, ok: true}, {seq: 1}}
+	e.Feedback(buildFeedback(t, lost, 0), 50*ms)
+	e.Feedback(buildFeedback(t, lost, 1), 100*ms)
+	if st := e.Stats(); st.Received != 1 || st.Lost != 1 {
+		t.Fatalf("after a duplicate: %+v", st)
+	}
+	late := []pkt{{seq: 1, arrival: 60 * ms, ok: true}}
+	e.Feedback(buildFeedback(t, late, 2), 150*ms)
+	e.Feedback(buildFeedback(t, late, 3), 200*ms)
+	if st := e.Stats(); st.Received != 2 || st.Lost != 0 {
+		t.Fatalf("after a late arrival: %+v", st)
+	}
+	// 65,536 packets later seq 1 is a new packet (same size).
+	for i := 2; i <= 1<<16+1; i++ {
+		e.Sent(uint16(i), 1200, int64(i)*ms)
+	}
+	e.Feedback(buildFeedback(t, late, 4), int64(1<<16+100)*ms)
+	if st := e.Stats(); st.Received != 3 {
+		t.Fatalf("a reused seq was taken for a duplicate: %+v", st)
+	}
+}
+
 func TestConfigDefaults(t *testing.T) {
 	e := New(Config{})
 	if e.Estimate() != DefaultInitial || e.min != DefaultMin || e.max != DefaultMax {
