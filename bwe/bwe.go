@@ -130,12 +130,6 @@ const (
 	underusing
 )
 
-// arrival is one packet in the receive rate window.
-type arrival struct {
-	at   int64
-	size int64
-}
-
 // Estimator estimates the bandwidth towards one player. Sent is called by one
 // goroutine; all the other methods may be called from any goroutine.
 type Estimator struct {
@@ -146,8 +140,11 @@ type Estimator struct {
 
 	// ring is the send history Sent writes without a lock.
 	ring [ringSize]slot
-	// writes counts Sent calls; only the Sent goroutine touches it.
+	// writes counts Sent calls; only the Sent goroutine touches it. The
+	// padding keeps its per-packet writes off the cache line of mu and the
+	// feedback state.
 	writes uint64
+	_      [56]byte
 
 	mu sync.Mutex
 
@@ -174,7 +171,8 @@ type Estimator struct {
 	refBase int64 // unwrapped reference time of lastRef, 64 ms units
 
 	// Receive rate window: a ring queue of arrivals.
-	rq                 [rateQueue]arrival
+	rqAt               [rateQueue]int64  // arrival, ns
+	rqSize             [rateQueue]uint16 // bytes (two arrays: no padding)
 	rqHead, rqLen      int
 	rqBytes            int64
 	receiveRate        int64 // bits/s; 0 = unknown
@@ -479,7 +477,8 @@ func (e *Estimator) pushArrival(at, size int64) {
 	if e.rqLen == rateQueue {
 		e.popArrival()
 	}
-	e.rq[(e.rqHead+e.rqLen)%rateQueue] = arrival{at: at, size: size}
+	i := (e.rqHead + e.rqLen) % rateQueue
+	e.rqAt[i], e.rqSize[i] = at, uint16(size) // size ≤ 65,535: clamped by Sent
 	e.rqLen++
 	e.rqBytes += size
 	if at > e.lastArrivalInQueue || e.rqLen == 1 {
@@ -488,25 +487,25 @@ func (e *Estimator) pushArrival(at, size int64) {
 }
 
 func (e *Estimator) popArrival() {
-	e.rqBytes -= e.rq[e.rqHead].size
+	e.rqBytes -= int64(e.rqSize[e.rqHead])
 	e.rqHead = (e.rqHead + 1) % rateQueue
 	e.rqLen--
 }
 
 // updateRate recomputes the receive rate over the last second of arrivals.
 func (e *Estimator) updateRate() {
-	for e.rqLen > 0 && e.rq[e.rqHead].at <= e.lastArrivalInQueue-rateWindowNs {
+	for e.rqLen > 0 && e.rqAt[e.rqHead] <= e.lastArrivalInQueue-rateWindowNs {
 		e.popArrival()
 	}
 	if e.rqLen < 2 {
 		return
 	}
-	span := e.lastArrivalInQueue - e.rq[e.rqHead].at
+	span := e.lastArrivalInQueue - e.rqAt[e.rqHead]
 	if span < minRateSpanNs {
 		return
 	}
 	// The first packet's bytes arrived before the span starts.
-	e.receiveRate = (e.rqBytes - e.rq[e.rqHead].size) * 8 * 1_000_000_000 / span
+	e.receiveRate = (e.rqBytes - int64(e.rqSize[e.rqHead])) * 8 * 1_000_000_000 / span
 }
 
 // group adds a received packet to the send-time groups and, when it opens a
