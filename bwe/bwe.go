@@ -486,6 +486,7 @@ func (e *Estimator) pushArrival(at, size int64) {
 	}
 }
 
+// popArrival drops the oldest packet of the receive rate window.
 func (e *Estimator) popArrival() {
 	e.rqBytes -= int64(e.rqSize[e.rqHead])
 	e.rqHead = (e.rqHead + 1) % rateQueue
@@ -714,4 +715,5 @@ func (e *Estimator) publish(now int64) {
 	e.estimate.Store(clamp(int64(est), e.min, e.max))
 }
 
+// clamp bounds v to [lo, hi].
 func clamp(v, lo, hi int64) int64 { return min(max(v, lo), hi) }

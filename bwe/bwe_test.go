@@ -61,6 +61,7 @@ type sim struct {
 	fbCount    uint8
 }
 
+// newSim starts a simulation at time 0 with feedback every 50 ms.
 func newSim(t *testing.T, e *Estimator, l *link) *sim {
 	return &sim{t: t, e: e, l: l, feedbackNs: 50 * ms, nextFb: 50 * ms}
 }
@@ -153,6 +154,8 @@ func buildFeedback(t testing.TB, ps []pkt, count uint8) *rtcp.TransportLayerCC {
 	return roundTrip(t, fb)
 }
 
+// roundTrip sets fb's header, marshals it and parses it back as a compound
+// RTCP packet, the way the SFU receives it.
 func roundTrip(t testing.TB, fb *rtcp.TransportLayerCC) *rtcp.TransportLayerCC {
 	t.Helper()
 	n := fb.MarshalSize()
@@ -184,6 +187,7 @@ func roundTrip(t testing.TB, fb *rtcp.TransportLayerCC) *rtcp.TransportLayerCC {
 	return out
 }
 
+// mbps is v bits/s in Mbit/s, for messages.
 func mbps(v int64) float64 { return float64(v) / 1e6 }
 
 // TestConvergeDropRecover is assertions (1)–(3): converge to a 2 Mbit/s
@@ -199,6 +203,8 @@ func TestConvergeDropRecover(t *testing.T) {
 	}
 }
 
+// convergeDropRecover runs the three phases on a link with a queue of queue
+// ns and feedback every interval ns.
 func convergeDropRecover(t *testing.T, queue, interval int64) {
 	e := New(Config{})
 	l := &link{capacity: 2_000_000, queueNs: queue, propNs: 20 * ms}
@@ -435,6 +441,8 @@ func TestDuplicateReports(t *testing.T) {
 	}
 }
 
+// TestConfigDefaults: zero fields take the defaults, Initial and Max are
+// clamped.
 func TestConfigDefaults(t *testing.T) {
 	e := New(Config{})
 	if e.Estimate() != DefaultInitial || e.min != DefaultMin || e.max != DefaultMax {
@@ -469,6 +477,8 @@ func TestConcurrent(t *testing.T) {
 	<-done
 }
 
+// FuzzFeedback: arbitrary bytes through rtcp.Unmarshal into Feedback never
+// panic nor push the estimate out of bounds.
 func FuzzFeedback(f *testing.F) {
 	seed := buildFeedback(f, []pkt{{seq: 0, arrival: 30 * ms, ok: true}, {seq: 1}, {seq: 2, arrival: 40 * ms, ok: true}}, 0)
 	b, err := seed.Marshal()
@@ -497,6 +507,7 @@ func FuzzFeedback(f *testing.F) {
 	})
 }
 
+// BenchmarkSent is the per-packet cost on the send path: 0 allocs/op.
 func BenchmarkSent(b *testing.B) {
 	e := New(Config{})
 	b.ReportAllocs()
