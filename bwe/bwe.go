@@ -111,9 +111,11 @@ type Stats struct {
 	State string
 }
 
-// slot is one sent packet. meta is (uint32(seq)+1)<<32 | size while at is
-// valid and 0 while the writer rewrites the slot: packing the size with the
-// tag saves an atomic store per packet.
+// slot is one sent packet. meta is (uint32(seq)+1)<<32 | generation<<16 |
+// size while at is valid, and 0 while the writer rewrites the slot: packing
+// the size with the tag saves an atomic store per packet, and the generation
+// (Sent calls / 65,536) tells a reused sequence number from the packet a
+// feedback already reported.
 type slot struct {
 	meta atomic.Uint64
 	at   atomic.Int64
@@ -128,12 +130,6 @@ const (
 	underusing
 )
 
-// arrival is one packet in the receive rate window.
-type arrival struct {
-	at   int64
-	size int64
-}
-
 // Estimator estimates the bandwidth towards one player. Sent is called by one
 // goroutine; all the other methods may be called from any goroutine.
 type Estimator struct {
@@ -144,8 +140,19 @@ type Estimator struct {
 
 	// ring is the send history Sent writes without a lock.
 	ring [ringSize]slot
+	// writes counts Sent calls; only the Sent goroutine touches it. The
+	// padding keeps its per-packet writes off the cache line of mu and the
+	// feedback state.
+	writes uint64
+	_      [56]byte
 
 	mu sync.Mutex
+
+	// reported is the slot word (meta) of the packet a feedback last reported
+	// in each slot, reportedRecv whether it was received: duplicates are not
+	// counted twice.
+	reported     [ringSize]uint64
+	reportedRecv [ringSize]bool
 
 	delayEst, lossEst float64 // bits/s
 	lastDelayUpdate   int64   // ns of the last delay-based rate update; 0 = none
@@ -164,7 +171,8 @@ type Estimator struct {
 	refBase int64 // unwrapped reference time of lastRef, 64 ms units
 
 	// Receive rate window: a ring queue of arrivals.
-	rq                 [rateQueue]arrival
+	rqAt               [rateQueue]int64  // arrival, ns
+	rqSize             [rateQueue]uint16 // bytes (two arrays: no padding)
 	rqHead, rqLen      int
 	rqBytes            int64
 	receiveRate        int64 // bits/s; 0 = unknown
@@ -252,22 +260,24 @@ func (e *Estimator) Sent(seq uint16, size int, atNs int64) {
 	s.at.Store(atNs)
 	// A UDP payload is at most 65,535 bytes; the clamp also keeps the rate
 	// arithmetic far from overflow.
-	s.meta.Store((uint64(seq)+1)<<32 | uint64(min(max(size, 0), math.MaxUint16)))
+	gen := (e.writes >> 16) & 0xffff
+	e.writes++
+	s.meta.Store((uint64(seq)+1)<<32 | gen<<16 | uint64(min(max(size, 0), math.MaxUint16)))
 }
 
 // lookup returns the send time and size of seq, ok false when the ring does not
 // hold it (never sent, overwritten, or being rewritten).
-func (e *Estimator) lookup(seq uint16) (at int64, size int64, ok bool) {
+func (e *Estimator) lookup(seq uint16) (at int64, size int64, meta uint64, ok bool) {
 	s := &e.ring[seq%ringSize]
 	m := s.meta.Load()
 	if m>>32 != uint64(seq)+1 {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
 	at = s.at.Load()
 	if s.meta.Load() != m {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
-	return at, int64(m & math.MaxUint16), true
+	return at, int64(m & math.MaxUint16), m, true
 }
 
 // Estimate is the current estimate in bits/s.
@@ -414,10 +424,24 @@ func (e *Estimator) unwrapRef(ref uint32) int64 {
 
 // onPacket takes one reported packet. arrivalNs is meaningful when timed.
 func (e *Estimator) onPacket(seq uint16, received, timed bool, arrivalNs int64) {
-	sentAt, size, ok := e.lookup(seq)
+	sentAt, size, meta, ok := e.lookup(seq)
 	if !ok {
 		return
 	}
+	i := seq % ringSize
+	if e.reported[i] == meta {
+		// Reported before: a duplicate counts nothing, but a packet reported
+		// lost that arrived after all (a late, re-reported one) is moved from
+		// lost to received.
+		if e.reportedRecv[i] || !received {
+			return
+		}
+		e.lost--
+		if e.winLost > 0 {
+			e.winLost--
+		}
+	}
+	e.reported[i], e.reportedRecv[i] = meta, received
 	if !e.newestSet || sentAt > e.newestSent {
 		e.newestSent, e.newestSet = sentAt, true
 	}
@@ -453,7 +477,8 @@ func (e *Estimator) pushArrival(at, size int64) {
 	if e.rqLen == rateQueue {
 		e.popArrival()
 	}
-	e.rq[(e.rqHead+e.rqLen)%rateQueue] = arrival{at: at, size: size}
+	i := (e.rqHead + e.rqLen) % rateQueue
+	e.rqAt[i], e.rqSize[i] = at, uint16(size) // size ≤ 65,535: clamped by Sent
 	e.rqLen++
 	e.rqBytes += size
 	if at > e.lastArrivalInQueue || e.rqLen == 1 {
@@ -461,26 +486,27 @@ func (e *Estimator) pushArrival(at, size int64) {
 	}
 }
 
+// popArrival drops the oldest packet of the receive rate window.
 func (e *Estimator) popArrival() {
-	e.rqBytes -= e.rq[e.rqHead].size
+	e.rqBytes -= int64(e.rqSize[e.rqHead])
 	e.rqHead = (e.rqHead + 1) % rateQueue
 	e.rqLen--
 }
 
 // updateRate recomputes the receive rate over the last second of arrivals.
 func (e *Estimator) updateRate() {
-	for e.rqLen > 0 && e.rq[e.rqHead].at <= e.lastArrivalInQueue-rateWindowNs {
+	for e.rqLen > 0 && e.rqAt[e.rqHead] <= e.lastArrivalInQueue-rateWindowNs {
 		e.popArrival()
 	}
 	if e.rqLen < 2 {
 		return
 	}
-	span := e.lastArrivalInQueue - e.rq[e.rqHead].at
+	span := e.lastArrivalInQueue - e.rqAt[e.rqHead]
 	if span < minRateSpanNs {
 		return
 	}
 	// The first packet's bytes arrived before the span starts.
-	e.receiveRate = (e.rqBytes - e.rq[e.rqHead].size) * 8 * 1_000_000_000 / span
+	e.receiveRate = (e.rqBytes - int64(e.rqSize[e.rqHead])) * 8 * 1_000_000_000 / span
 }
 
 // group adds a received packet to the send-time groups and, when it opens a
@@ -695,4 +721,5 @@ func (e *Estimator) publish(now int64) {
 	e.estimate.Store(clamp(int64(est), e.min, e.max))
 }
 
+// clamp bounds v to [lo, hi].
 func clamp(v, lo, hi int64) int64 { return min(max(v, lo), hi) }

@@ -17,7 +17,10 @@
 // Feedback walks the packet status chunks and receive deltas of a transport-cc
 // packet (draft-holmer-rmcat-transport-wide-cc-extensions-01). Sequence numbers
 // the ring does not hold (never sent, or overwritten) are ignored; the others
-// count as received or lost. Each received packet feeds three things:
+// count as received or lost, once: a packet reported again is ignored, unless
+// it was reported lost and now arrived late (the twcc package's receivers
+// re-report those), when it moves from lost to received. Each received packet
+// feeds three things:
 //
 //   - the acked receive rate: bytes that arrived in the last second of arrival
 //     time, divided by the span they cover;
