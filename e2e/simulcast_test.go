@@ -160,9 +160,8 @@ const whepPlayJS = `(async () => {
 // videoSeries accumulates a player page's samples.
 type videoSeries struct {
 	page    string
-	id      string // the WHEP resource ID: the player's mediaSessionId
+	id      string   // the WHEP resource ID: the player's mediaSessionId
 	samples [][3]int // ms since the page's start, framesDecoded, frameWidth
-	offset  time.Time
 }
 
 func (v *videoSeries) poll(t *testing.T, br *relayBrowser) {

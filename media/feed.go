@@ -39,7 +39,7 @@ type feedTrack struct {
 	clock   uint32
 	outSSRC uint32
 
-	outPT uint8 // the stream's payload type (the first session's)
+	outPT uint8  // the stream's payload type (the first session's)
 	rid   string // a simulcast layer's RID ("" for a plain track)
 	ridID uint8  // the current session's ID of the rtp-stream-id extension
 
