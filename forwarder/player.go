@@ -98,6 +98,7 @@ type downTrack struct {
 	seqOff  uint16 // player seq = publisher seq + seqOff
 	lastPub uint16 // highest publisher seq forwarded
 	tsOff   uint32
+	rtxSeq  uint16 // the next RTX sequence number
 
 	seqMap  atomic.Uint32 // 1<<16 | seqOff once started: maps a player's NACK back to the publisher's numbers
 	waiting atomic.Bool   // counted in t.waiting
@@ -149,6 +150,10 @@ func newDownTrack(p *Player, t *track, tr sdp.Track, layers []*track) *downTrack
 		dt.rw.midID, dt.rw.mid = ids(extMid), []byte(tr.Mid)
 	}
 	dt.rw.twccID = ids(extTransportCC)
+	if tr.RTX != nil && tr.RTXSSRC != 0 && t.video {
+		dt.rw.rtxSSRC, dt.rw.rtxPT = tr.RTXSSRC, tr.RTX.PayloadType
+		dt.rtxSeq = uint16(rand.Uint32())
+	}
 	dt.rw.astID = ids(extAbsSendTime)
 	return dt
 }
@@ -333,8 +338,8 @@ func (p *Player) handleRR(reports []rtcp.ReceptionReport) {
 func q16(ns int64) uint32 { return uint32(uint64(ns/1000) << 16 / 1e6) }
 
 type playerCounters struct {
-	drops, skipped, retransmits, nacks, nacksServed, nacksMissed atomic.Uint64
-	plis, firs, rrs, writeErrors, badRTCP, ignoredRTP            atomic.Uint64
+	drops, skipped, retransmits, rtxSent, nacks, nacksServed, nacksMissed atomic.Uint64
+	plis, firs, rrs, writeErrors, badRTCP, ignoredRTP                     atomic.Uint64
 }
 
 // PlayerStats is a snapshot of a player's counters.
@@ -374,7 +379,7 @@ func (p *Player) Stats() PlayerStats {
 		Budget: p.budget(), TWCCFeedbacks: p.feedbacks.Load(), REMBs: p.rembs.Load(),
 		Drops: p.stats.drops.Load(), SkippedBeforeKeyframe: p.stats.skipped.Load(),
 		NACKs: p.stats.nacks.Load(), NACKsServed: p.stats.nacksServed.Load(), NACKsMissed: p.stats.nacksMissed.Load(),
-		Retransmits: p.stats.retransmits.Load(), PLIs: p.stats.plis.Load(), FIRs: p.stats.firs.Load(),
+		Retransmits: p.stats.retransmits.Load(), RTXSent: p.stats.rtxSent.Load(), PLIs: p.stats.plis.Load(), FIRs: p.stats.firs.Load(),
 		ReceiverReports: p.stats.rrs.Load(), WriteErrors: p.stats.writeErrors.Load(), BadRTCP: p.stats.badRTCP.Load(),
 	}
 	if p.est != nil {

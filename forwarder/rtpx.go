@@ -192,6 +192,23 @@ type rewriter struct {
 	twccID uint8
 	astID  uint8
 	mid    []byte
+	// RTX (RFC 4588) towards the player, when negotiated: retransmissions leave on rtxSSRC with rtxPT.
+	rtxSSRC uint32
+	rtxPT   uint8
+}
+
+// toRTX turns the rewritten packet b (whose payload starts at payload) into its RTX form in place: the
+// original sequence number first in the payload, then the payload; RTX payload type, sequence number and
+// SSRC. b must have 2 bytes of room past its length; it returns the new length.
+func (rw *rewriter) toRTX(b []byte, payload int, seq uint16) int {
+	n := len(b)
+	b = b[:n+2]
+	copy(b[payload+2:], b[payload:n])
+	copy(b[payload:payload+2], b[2:4]) // the original sequence number
+	b[1] = b[1]&0x80 | rw.rtxPT&0x7F
+	binary.BigEndian.PutUint16(b[2:], seq)
+	binary.BigEndian.PutUint32(b[8:], rw.rtxSSRC)
+	return n + 2
 }
 
 // stamp holds the per-packet values of the stamped extensions.
@@ -281,9 +298,10 @@ func (rw *rewriter) rewrite(dst, src []byte, l layout, seq uint16, ts uint32, s 
 	return o + copy(dst[o:], src[l.payload:])
 }
 
-// maxGrowth bounds how much longer rewrite may make a packet: the stamped extensions (mid ≤ 16 bytes) with
-// their element headers, an extension header and padding.
-const maxGrowth = 4 + (2 + maxMidLen) + (2 + 2) + (2 + 3) + 3
+// maxGrowth bounds how much longer rewrite (and toRTX) may make a packet: the stamped extensions (mid ≤ 16
+// bytes) with their element headers, an extension header and padding, and an RTX packet's original sequence
+// number.
+const maxGrowth = 4 + (2 + maxMidLen) + (2 + 2) + (2 + 3) + 3 + 2 // + the OSN of an RTX packet
 
 const maxMidLen = 16
 

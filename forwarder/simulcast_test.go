@@ -6,6 +6,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/rtcrelay/rtcrelay/packet"
 	"github.com/rtcrelay/rtcrelay/sdp"
@@ -167,5 +168,104 @@ func TestSimulcastLayerSwitch(t *testing.T) {
 		if l := sf.f.leaks(); l != 0 {
 			t.Fatalf("%d buffers still referenced", l)
 		}
+	})
+}
+
+// TestNACKRetransmissionRTX: a player that negotiated RTX gets its retransmissions on its RTX SSRC and payload
+// type, each with the original sequence number (the player's) first in the payload (RFC 4588), and RTX
+// sequence numbers of their own.
+func TestNACKRetransmissionRTX(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := NewRegistry(nil)
+		st, _ := r.Publish("s", pubTracks(true), &fakeUp{})
+		defer st.Close()
+		f := &feeder{tb: t, st: st}
+		d := &fakeDown{}
+		tracks := playTracks(3)
+		tracks[1].RTX = &sdp.Codec{PayloadType: 97, Name: "rtx", ClockRate: 90000, Fmtp: "apt=53"}
+		tracks[1].RTXSSRC = 0xABCDEF
+		pl, _ := st.Subscribe(d, tracks)
+		for k := range uint16(10) {
+			f.video(1000+k, k == 0)
+		}
+		synctest.Wait()
+		first := d.packets()
+		want := []uint16{first[3].SequenceNumber, first[4].SequenceNumber}
+		nack, _ := (&rtcp.TransportLayerNack{MediaSSRC: pl.SSRC("video"), Nacks: rtcp.NackPairsFromSequenceNumbers(want)}).Marshal()
+		pl.HandleRTCP(nack)
+		f.audio(1)
+		synctest.Wait()
+		var re []rtp.Packet
+		for _, p := range d.packets()[10:] {
+			if p.SSRC == 0xABCDEF {
+				re = append(re, p)
+			}
+		}
+		if len(re) != 2 {
+			t.Fatalf("%d RTX packets, want 2", len(re))
+		}
+		for k, p := range re {
+			orig := first[3+k]
+			if p.PayloadType != 97 || binary.BigEndian.Uint16(p.Payload) != want[k] || string(p.Payload[2:]) != string(orig.Payload) ||
+				p.Timestamp != orig.Timestamp {
+				t.Fatalf("RTX %d: pt %d osn %d ts %d payload %x (orig %x)", k, p.PayloadType, binary.BigEndian.Uint16(p.Payload), p.Timestamp, p.Payload, orig.Payload)
+			}
+			if k > 0 && p.SequenceNumber != re[k-1].SequenceNumber+1 {
+				t.Fatalf("RTX sequence %d → %d", re[k-1].SequenceNumber, p.SequenceNumber)
+			}
+		}
+		if s := pl.Stats(); s.RTXSent != 2 || s.Retransmits != 2 {
+			t.Fatalf("stats %+v", s)
+		}
+	})
+}
+
+// TestREMBCap: a publisher that negotiated goog-remb gets, once a second, the lowest of its players'
+// estimates, but never less than half the median one (nor 300 kbit/s): one bad player does not starve all.
+func TestREMBCap(t *testing.T) {
+	for _, c := range []struct {
+		ests []int64
+		want int64
+	}{
+		{[]int64{2_000_000}, 2_000_000},
+		{[]int64{900_000, 1_000_000, 1_200_000}, 900_000},
+		{[]int64{100_000, 1_000_000, 1_200_000}, 500_000}, // the floor: half the median
+		{[]int64{100_000, 200_000, 400_000}, 300_000},     // the absolute floor
+	} {
+		if got, _ := rembCap(c.ests); got != c.want {
+			t.Errorf("rembCap(%v) = %d, want %d", c.ests, got, c.want)
+		}
+	}
+	synctest.Test(t, func(t *testing.T) {
+		r := NewRegistry(nil)
+		tracks := pubTracks(true)
+		tracks[1].Codec.Feedback = append(tracks[1].Codec.Feedback, sdp.FeedbackGoogREMB)
+		up := &fakeUp{}
+		st, _ := r.Publish("s", tracks, up)
+		defer st.Close()
+		var players []*Player
+		for i, bps := range []float32{150_000, 1_000_000, 1_200_000} {
+			p, _ := st.Subscribe(&fakeDown{}, playTracks(i))
+			players = append(players, p)
+			b, _ := (&rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: bps, SSRCs: []uint32{p.SSRC("video")}}).Marshal()
+			p.HandleRTCP(b) // a player's own REMB caps its estimate
+		}
+		time.Sleep(1100 * time.Millisecond)
+		synctest.Wait()
+		var got []float32
+		up.mu.Lock()
+		for _, p := range up.pkts {
+			if r, ok := p.(*rtcp.ReceiverEstimatedMaximumBitrate); ok {
+				got = append(got, r.Bitrate)
+			}
+		}
+		up.mu.Unlock()
+		if len(got) == 0 || got[len(got)-1] < 490_000 || got[len(got)-1] > 510_000 {
+			t.Fatalf("REMB to the publisher %v, want 500 kbit/s (half the median of 150k, 1M, 1.2M)", got)
+		}
+		if s := st.Stats(); s.REMBsSent == 0 || s.REMBBitrate != 500_000 {
+			t.Fatalf("stats %+v", s)
+		}
+		_ = players
 	})
 }

@@ -62,6 +62,10 @@ type Stream struct {
 
 	firSeq atomic.Uint32
 
+	remb      bool          // the publisher negotiated goog-remb on a (non-simulcast) video track
+	rembsSent atomic.Uint64 // REMB caps sent to the publisher
+	rembLast  atomic.Int64  // the last cap sent, bits/s
+
 	unknown     atomic.Uint64 // packets of no track
 	nackDrops   atomic.Uint64 // NACK requests lost because nackq was full
 	nacksServed atomic.Uint64
@@ -87,6 +91,7 @@ func newStream(r *Registry, name string, infos []TrackInfo, up Upstream) *Stream
 	}
 	for i, ti := range infos {
 		st.tracks = append(st.tracks, newTrack(i, ti))
+		st.remb = st.remb || ti.Kind == sdp.KindVideo && ti.RID == "" && slices.Contains(ti.Codec.Feedback, sdp.FeedbackGoogREMB)
 	}
 	st.ctx, st.cancel = context.WithCancelCause(context.Background())
 	st.wg.Add(1)
@@ -376,6 +381,7 @@ func (st *Stream) run() {
 		st.selectLayers()
 		if ticks%reportTicks == 0 {
 			st.sendReceiverReport()
+			st.sendREMB()
 			now := st.mono()
 			for _, t := range st.tracks {
 				t.sampleRates(now)
@@ -605,6 +611,8 @@ type StreamStats struct {
 	NACKsMissed          uint64
 	NACKsDropped         uint64 // requests lost because the NACK queue was full
 	PLIsSent, FIRsSent   uint64 // keyframe requests sent to the publisher
+	REMBsSent            uint64 // receiver estimates (caps) sent to the publisher
+	REMBBitrate          int64  // the last one, bits/s (0: none sent)
 	SenderReports        uint64 // from the publisher
 	BadRTCP              uint64
 	Players              int
@@ -618,6 +626,7 @@ func (st *Stream) Stats() StreamStats {
 		UnknownPackets: st.unknown.Load(), NACKsServed: st.nacksServed.Load(), NACKsMissed: st.nacksMissed.Load(),
 		NACKsDropped: st.nackDrops.Load(), PLIsSent: st.plisSent.Load(), FIRsSent: st.firsSent.Load(),
 		SenderReports: st.srsIn.Load(), BadRTCP: st.badRTCP.Load(),
+		REMBsSent: st.rembsSent.Load(), REMBBitrate: st.rembLast.Load(),
 	}
 	s.Tracks = make([]TrackStats, 0, len(st.tracks))
 	for _, t := range st.tracks {

@@ -246,8 +246,14 @@ func (w *writer) send(dt *downTrack, p *packet.Buffer, src []byte, l layout, now
 	buf := pl.batch.Buf()
 	ts := p.Header.Timestamp + dt.tsOff
 	n := dt.rw.rewrite(buf[:cap(buf)], src, l, pubSeq+dt.seqOff, ts, s)
+	payload := n - (len(src) - l.payload)
 	if dt.sim != nil {
-		dt.sim.sentLayer(buf[:n], n-(len(src)-l.payload), ts, now, retransmit)
+		dt.sim.sentLayer(buf[:n], payload, ts, now, retransmit)
+	}
+	if retransmit && dt.rw.rtxSSRC != 0 && n+2 <= cap(buf) {
+		n = dt.rw.toRTX(buf[:n], payload, dt.rtxSeq)
+		dt.rtxSeq++
+		pl.stats.rtxSent.Add(1)
 	}
 	if err := pl.out.WriteRTPBatch(pl.batch, buf[:n]); err != nil {
 		pl.stats.writeErrors.Add(1)

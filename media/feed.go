@@ -177,6 +177,10 @@ func (f *feed) WriteRTCP(plain []byte) error {
 			}
 		case *rtcp.TransportLayerNack:
 			p.MediaSSRC = m(p.MediaSSRC)
+		case *rtcp.ReceiverEstimatedMaximumBitrate:
+			for i := range p.SSRCs {
+				p.SSRCs[i] = m(p.SSRCs[i])
+			}
 		case *rtcp.ReceiverReport:
 			for i := range p.Reports {
 				p.Reports[i].SSRC = m(p.Reports[i].SSRC)
