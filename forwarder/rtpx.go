@@ -192,6 +192,8 @@ type rewriter struct {
 	twccID uint8
 	astID  uint8
 	mid    []byte
+	ridID  uint8 // a relay's layer: the player's ID of rtp-stream-id, stamped with rid
+	rid    []byte
 	// RTX (RFC 4588) towards the player, when negotiated: retransmissions leave on rtxSSRC with rtxPT.
 	rtxSSRC uint32
 	rtxPT   uint8
@@ -273,6 +275,9 @@ func (rw *rewriter) rewrite(dst, src []byte, l layout, seq uint16, ts uint32, s 
 		if rw.midID != 0 {
 			o = putExt(dst, o, twoByte, rw.midID, rw.mid)
 		}
+		if rw.ridID != 0 {
+			o = putExt(dst, o, twoByte, rw.ridID, rw.rid)
+		}
 		if rw.twccID != 0 {
 			o = putExt(dst, o, twoByte, rw.twccID, []byte{byte(s.twseq >> 8), byte(s.twseq)})
 		}
@@ -298,10 +303,10 @@ func (rw *rewriter) rewrite(dst, src []byte, l layout, seq uint16, ts uint32, s 
 	return o + copy(dst[o:], src[l.payload:])
 }
 
-// maxGrowth bounds how much longer rewrite (and toRTX) may make a packet: the stamped extensions (mid ≤ 16
-// bytes) with their element headers, an extension header and padding, and an RTX packet's original sequence
+// maxGrowth bounds how much longer rewrite (and toRTX) may make a packet: the stamped extensions (mid and
+// rid ≤ 16 bytes each) with their element headers, an extension header and padding, and an RTX packet's original sequence
 // number.
-const maxGrowth = 4 + (2 + maxMidLen) + (2 + 2) + (2 + 3) + 3 + 2 // + the OSN of an RTX packet
+const maxGrowth = 4 + (2 + maxMidLen) + (2 + maxMidLen) + (2 + 2) + (2 + 3) + 3 + 2 // mid, rid, twcc, ast, pad, OSN
 
 const maxMidLen = 16
 

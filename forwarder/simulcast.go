@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rtcrelay/rtcrelay/packet"
+	"github.com/rtcrelay/rtcrelay/sdp"
 )
 
 // Simulcast: a publisher sends one video m-section as several encodings (layers), each with its own SSRC and
@@ -340,7 +341,7 @@ func (st *Stream) selectLayers() {
 }
 
 // refreshFans sets, for each simulcast layer, the writers that get its packets: those with a player on the
-// layer or switching to it. A layer nobody wants costs the packet path nothing past its ring. Under mu.
+// layer or switching to it, or a relay that takes every layer. A layer nobody wants costs the packet path nothing past its ring. Under mu.
 func (st *Stream) refreshFans() {
 	for _, t := range st.tracks {
 		if !t.layer {
@@ -353,7 +354,8 @@ func (st *Stream) refreshFans() {
 				continue
 			}
 			for _, dt := range *list {
-				if dt.sim != nil && (dt.sim.target.Load() == uint32(t.idx) || dt.sim.curA.Load() == uint32(t.idx)) {
+				// A relay's downTrack of this very layer (no layerState) always wants it.
+				if dt.sim == nil || dt.sim.target.Load() == uint32(t.idx) || dt.sim.curA.Load() == uint32(t.idx) {
 					fan = append(fan, w)
 					break
 				}
@@ -363,4 +365,32 @@ func (st *Stream) refreshFans() {
 			t.fan.Store(&fan)
 		}
 	}
+}
+
+// layerPassthrough makes a relay's downTracks for the layers named in tr.RIDs: plain downTracks, one per layer,
+// the first on tr.SSRC, each stamped with its RID under the relay's rtp-stream-id extension ID. Under mu.
+func (st *Stream) layerPassthrough(p *Player, tr sdp.Track, used *[maxTracks]bool) []*downTrack {
+	var ridID uint8
+	for _, e := range tr.Extensions {
+		if e.URI == extRTPStreamID {
+			ridID = e.ID
+		}
+	}
+	var out []*downTrack
+	for _, t := range st.tracks {
+		if !t.layer || used[t.idx] || !slices.Contains(tr.RIDs, t.info.RID) {
+			continue
+		}
+		used[t.idx] = true
+		lt := tr
+		if len(out) > 0 {
+			lt.SSRC, lt.RTXSSRC = 0, 0 // newDownTrack draws one
+		}
+		dt := newDownTrack(p, t, lt, nil)
+		if ridID != 0 && len(t.info.RID) <= maxMidLen {
+			dt.rw.ridID, dt.rw.rid = ridID, []byte(t.info.RID)
+		}
+		out = append(out, dt)
+	}
+	return out
 }

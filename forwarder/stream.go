@@ -433,6 +433,11 @@ func (st *Stream) Subscribe(out Downstream, tracks []sdp.Track) (*Player, error)
 		if tr.Codec.Name == "" || tr.Direction == sdp.DirInactive || tr.Direction == sdp.DirRecvOnly {
 			continue
 		}
+		if tr.Kind == sdp.KindVideo && len(tr.RIDs) > 0 {
+			// A relay: it takes every layer it offered, each on an SSRC of its own, stamped with its RID.
+			p.dts = append(p.dts, st.layerPassthrough(p, tr, &used)...)
+			continue
+		}
 		for _, t := range st.tracks {
 			if !used[t.idx] && t.info.Kind == tr.Kind {
 				var layers []*track

@@ -23,6 +23,15 @@ import (
 // pionAPI is pion/webrtc as an independent peer restricted to loopback.
 func pionAPI(t *testing.T) *webrtc.API {
 	t.Helper()
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	return webrtc.NewAPI(webrtc.WithSettingEngine(pionSettings()), webrtc.WithMediaEngine(m))
+}
+
+// pionSettings keep a pion peer on loopback.
+func pionSettings() webrtc.SettingEngine {
 	lo := net.IPv4(127, 0, 0, 1)
 	var se webrtc.SettingEngine
 	se.SetIncludeLoopbackCandidate(true)
@@ -31,11 +40,7 @@ func pionAPI(t *testing.T) *webrtc.API {
 	se.SetIPFilter(func(ip net.IP) bool { return ip.Equal(lo) })
 	se.SetRemoteIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	se.SetICEMulticastDNSMode(pionice.MulticastDNSModeDisabled)
-	m := &webrtc.MediaEngine{}
-	if err := m.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	return webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m))
+	return se
 }
 
 func testLogger() *slog.Logger {

@@ -70,10 +70,7 @@ func (e *Engine) OfferPush(ctx context.Context, name string) (Outbound, string, 
 	if err != nil {
 		return nil, "", err
 	}
-	var tracks []sdp.Track
-	for i, t := range st.Tracks() {
-		tracks = append(tracks, sdp.Track{Mid: strconv.Itoa(i), Kind: t.Kind, Codec: t.Codec, SSRC: randomSSRC(), Direction: "sendonly"})
-	}
+	tracks := pushTracks(st.Tracks())
 	offer, err := sdp.BuildOffer(s.Transport(), tracks, "rtcrelay-"+randomID(4), "rtcrelay")
 	if err != nil {
 		s.Close(err)
@@ -97,6 +94,28 @@ func (e *Engine) OfferPush(ctx context.Context, name string) (Outbound, string, 
 	})
 	o.stream = st
 	return o, offer, nil
+}
+
+// pushTracks are the tracks a push offers for a stream's: one m-section per track, but one for all the layers
+// of a simulcast stream, offered as simulcast (a=simulcast:send with their RIDs) so that the remote gets every
+// layer and its players adapt on their own.
+func pushTracks(infos []forwarder.TrackInfo) []sdp.Track {
+	var tracks []sdp.Track
+	for _, t := range infos {
+		if t.RID != "" {
+			if i := slices.IndexFunc(tracks, func(x sdp.Track) bool { return len(x.RIDs) > 0 }); i >= 0 {
+				tracks[i].RIDs = append(tracks[i].RIDs, t.RID)
+				continue
+			}
+			tracks = append(tracks, sdp.Track{Mid: strconv.Itoa(len(tracks)), Kind: t.Kind, Codec: t.Codec, SSRC: randomSSRC(),
+				Direction: "sendonly", RIDs: []string{t.RID},
+				// BuildOffer's default IDs for these two, and one for the RID every layer's packets carry.
+				Extensions: []sdp.Extension{{ID: 2, URI: sdp.ExtAbsSendTime}, {ID: 4, URI: sdp.ExtSDESMid}, {ID: 10, URI: sdp.ExtRTPStreamID}}})
+			continue
+		}
+		tracks = append(tracks, sdp.Track{Mid: strconv.Itoa(len(tracks)), Kind: t.Kind, Codec: t.Codec, SSRC: randomSSRC(), Direction: "sendonly"})
+	}
+	return tracks
 }
 
 // OfferPull makes an outbound recvonly session that will feed the local stream name.

@@ -82,7 +82,7 @@ func BuildAnswer(offer *Description, t Transport, tracks []Track, streamID, cnam
 		md := transportMedia(om.Kind, om.Mid, codecs, t, fp, setup)
 		addRTPAttributes(md, direction(tr), om.RTCPRsize, codecs, tr.Extensions)
 		if tr.Codec.Name != "" && (tr.Direction == DirRecvOnly || tr.Direction == DirSendRecv) {
-			addSimulcastRecv(md, tr.RIDs)
+			addSimulcast(md, tr.RIDs, DirRecvOnly)
 		}
 		if tr.Direction == DirSendOnly || tr.Direction == DirSendRecv {
 			addSource(md, tr, streamID, cname)
@@ -158,11 +158,21 @@ func BuildOffer(t Transport, tracks []Track, streamID, cname string) (string, er
 			for i := range codecs {
 				codecs[i].Feedback = filterFeedback(codecs[i].Feedback, supportedFeedback)
 			}
-			exts = filterExtensions(exts, supportedExt)
+			keep := supportedExt
+			if len(tr.RIDs) > 0 {
+				keep = append(slices.Clip(supportedExt), ExtRTPStreamID) // the layers are told by their RID
+			}
+			exts = filterExtensions(exts, keep)
 		}
 		md := transportMedia(tr.Kind, tr.Mid, codecs, t, fp, setup)
 		addRTPAttributes(md, tr.Direction, true, codecs, exts)
-		if tr.Direction == DirSendOnly || tr.Direction == DirSendRecv {
+		switch {
+		case tr.Direction == DirSendOnly && len(tr.RIDs) > 0:
+			// Simulcast (a relay sending a stream's layers): the layers' SSRCs are not declared, each is told
+			// by the RID its packets carry (RFC 8853).
+			addSimulcast(md, tr.RIDs, DirSendOnly)
+			addSource(md, &Track{Kind: tr.Kind, Mid: tr.Mid, ID: tr.ID}, streamID, cname)
+		case tr.Direction == DirSendOnly || tr.Direction == DirSendRecv:
 			if tr.SSRC == 0 {
 				return "", fmt.Errorf("%w: sending track %q without SSRC", ErrInvalid, tr.Mid)
 			}
@@ -345,9 +355,14 @@ func withRTX(tr *Track) []Codec {
 	return []Codec{tr.Codec, rtx}
 }
 
-// addSimulcastRecv answers a publisher's simulcast: a=rid:<id> recv per valid
-// rid and a=simulcast:recv with them, in order.
-func addSimulcastRecv(md *pionsdp.MediaDescription, rids []string) {
+// addSimulcast writes a=rid:<id> recv (or send) per valid rid and
+// a=simulcast:recv (send) with them, in order: our answer to a publisher's
+// simulcast, or our offer of the layers a relay sends.
+func addSimulcast(md *pionsdp.MediaDescription, rids []string, dir string) {
+	d := "recv"
+	if dir == DirSendOnly {
+		d = "send"
+	}
 	var ids []string
 	for _, id := range rids {
 		if validRID(id) && !slices.Contains(ids, id) && len(ids) < MaxRIDs {
@@ -358,9 +373,9 @@ func addSimulcastRecv(md *pionsdp.MediaDescription, rids []string) {
 		return
 	}
 	for _, id := range ids {
-		md.Attributes = append(md.Attributes, pionsdp.NewAttribute("rid", id+" recv"))
+		md.Attributes = append(md.Attributes, pionsdp.NewAttribute("rid", id+" "+d))
 	}
-	md.Attributes = append(md.Attributes, pionsdp.NewAttribute("simulcast", "recv "+strings.Join(ids, ";")))
+	md.Attributes = append(md.Attributes, pionsdp.NewAttribute("simulcast", d+" "+strings.Join(ids, ";")))
 }
 
 func addSource(md *pionsdp.MediaDescription, tr *Track, streamID, cname string) {
