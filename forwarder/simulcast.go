@@ -367,8 +367,9 @@ func (st *Stream) refreshFans() {
 	}
 }
 
-// layerPassthrough makes a relay's downTracks for the layers named in tr.RIDs: plain downTracks, one per layer,
-// the first on tr.SSRC, each stamped with its RID under the relay's rtp-stream-id extension ID. Under mu.
+// layerPassthrough makes a relay's downTracks for the stream's layers: plain downTracks, one per layer, the
+// first on tr.SSRC; the i-th layer (in the publisher's order) is stamped with tr.RIDs[i] under the relay's
+// rtp-stream-id extension ID (a push offers the layers' own RIDs; a pull names its own). Under mu.
 func (st *Stream) layerPassthrough(p *Player, tr sdp.Track, used *[maxTracks]bool) []*downTrack {
 	var ridID uint8
 	for _, e := range tr.Extensions {
@@ -378,17 +379,18 @@ func (st *Stream) layerPassthrough(p *Player, tr sdp.Track, used *[maxTracks]boo
 	}
 	var out []*downTrack
 	for _, t := range st.tracks {
-		if !t.layer || used[t.idx] || !slices.Contains(tr.RIDs, t.info.RID) {
+		if !t.layer || used[t.idx] || len(out) == len(tr.RIDs) {
 			continue
 		}
+		rid := tr.RIDs[len(out)]
 		used[t.idx] = true
 		lt := tr
 		if len(out) > 0 {
 			lt.SSRC, lt.RTXSSRC = 0, 0 // newDownTrack draws one
 		}
 		dt := newDownTrack(p, t, lt, nil)
-		if ridID != 0 && len(t.info.RID) <= maxMidLen {
-			dt.rw.ridID, dt.rw.rid = ridID, []byte(t.info.RID)
+		if ridID != 0 && len(rid) <= maxMidLen {
+			dt.rw.ridID, dt.rw.rid = ridID, []byte(rid)
 		}
 		out = append(out, dt)
 	}

@@ -249,6 +249,7 @@ func (e *Engine) Play(ctx context.Context, req PlayRequest) (Session, string, er
 	if err != nil {
 		return nil, "", classify(fmt.Errorf("play %q: %w", req.Name, err))
 	}
+	matchLayers(tracks, st.Tracks())
 	log := e.log.With("stream", req.Name, "mediaSessionId", req.MediaSessionID, "role", "play")
 	s, err := session.NewAnswerer(e.sessionConfig(log), offer)
 	if err != nil {
@@ -266,6 +267,25 @@ func (e *Engine) Play(ctx context.Context, req PlayRequest) (Session, string, er
 	})
 	e.wg.Go(func() { e.runPlayer(w, s, st, tracks, req.MediaSessionID) })
 	return w, answer, nil
+}
+
+// matchLayers keeps, on a player's video track that asked for simulcast (a relay pulling), one of its RIDs per
+// layer of the stream, in the publisher's order; none when the stream has no layers (then it plays one track).
+func matchLayers(tracks []sdp.Track, infos []forwarder.TrackInfo) {
+	n := 0
+	for _, in := range infos {
+		if in.RID != "" {
+			n++
+		}
+	}
+	for i := range tracks {
+		if len(tracks[i].RIDs) > 0 {
+			tracks[i].RIDs = tracks[i].RIDs[:min(n, len(tracks[i].RIDs))]
+			if len(tracks[i].RIDs) == 0 {
+				tracks[i].RIDs = nil
+			}
+		}
+	}
 }
 
 func publishedCodecs(st *forwarder.Stream) []sdp.Codec {

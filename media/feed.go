@@ -74,9 +74,18 @@ func (e *Engine) attachPull(o *outbound, ans *sdp.Description) error {
 	case p == nil:
 		f.tracks = nil
 		for _, m := range media {
-			t := &feedTrack{kind: m.Kind, clock: m.Codecs[0].ClockRate, outSSRC: randomSSRC(), outPT: m.Codecs[0].PayloadType}
-			f.tracks = append(f.tracks, t)
-			infos = append(infos, forwarder.TrackInfo{Kind: m.Kind, Codec: m.Codecs[0], SSRC: t.outSSRC})
+			rids := []string{""}
+			if m.Kind == sdp.KindVideo && len(m.SimulcastSend) > 0 {
+				rids = m.SimulcastSend // the remote sends its layers under the RIDs we asked for
+			}
+			for _, rid := range rids {
+				in := forwarder.TrackInfo{Kind: m.Kind, Codec: m.Codecs[0], Extensions: m.Extensions, RID: rid}
+				t := &feedTrack{kind: m.Kind, clock: m.Codecs[0].ClockRate, outSSRC: randomSSRC(), outPT: m.Codecs[0].PayloadType,
+					rid: rid, ridID: ridExtID(in)}
+				in.SSRC = t.outSSRC
+				f.tracks = append(f.tracks, t)
+				infos = append(infos, in)
+			}
 		}
 		st, err := e.reg.Publish(f.name, infos, f)
 		if err != nil {

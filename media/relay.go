@@ -110,7 +110,7 @@ func pushTracks(infos []forwarder.TrackInfo) []sdp.Track {
 			tracks = append(tracks, sdp.Track{Mid: strconv.Itoa(len(tracks)), Kind: t.Kind, Codec: t.Codec, SSRC: randomSSRC(),
 				Direction: "sendonly", RIDs: []string{t.RID},
 				// BuildOffer's default IDs for these two, and one for the RID every layer's packets carry.
-				Extensions: []sdp.Extension{{ID: 2, URI: sdp.ExtAbsSendTime}, {ID: 4, URI: sdp.ExtSDESMid}, {ID: 10, URI: sdp.ExtRTPStreamID}}})
+				Extensions: []sdp.Extension{{ID: 2, URI: sdp.ExtAbsSendTime}, {ID: 4, URI: sdp.ExtSDESMid}, {ID: sdp.DefaultRTPStreamIDID, URI: sdp.ExtRTPStreamID}}})
 			continue
 		}
 		tracks = append(tracks, sdp.Track{Mid: strconv.Itoa(len(tracks)), Kind: t.Kind, Codec: t.Codec, SSRC: randomSSRC(), Direction: "sendonly"})
@@ -140,7 +140,10 @@ func (e *Engine) OfferPull(ctx context.Context, name string) (Outbound, string, 
 	if err != nil {
 		return nil, "", err
 	}
-	tracks := []sdp.Track{{Mid: "0", Kind: "audio", Direction: "recvonly"}, {Mid: "1", Kind: "video", Direction: "recvonly"}}
+	// The video asks for simulcast under RIDs of our own: a remote stream with layers sends us every one of them
+	// (up to four), so that our players adapt on their own; one without sends a plain track.
+	tracks := []sdp.Track{{Mid: "0", Kind: "audio", Direction: "recvonly"},
+		{Mid: "1", Kind: "video", Direction: "recvonly", RIDs: []string{"r0", "r1", "r2", "r3"}}}
 	offer, err := sdp.BuildOffer(s.Transport(), tracks, "rtcrelay-"+randomID(4), "rtcrelay")
 	if err != nil {
 		s.Close(err)

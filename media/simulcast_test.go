@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+	"github.com/rtcrelay/rtcrelay/forwarder"
 	"github.com/rtcrelay/rtcrelay/sdp"
 )
 
@@ -117,29 +119,7 @@ func TestSimulcastPushBetweenEngines(t *testing.T) {
 	a, b := newEngine(t, "A"), newEngine(t, "B")
 	stop := simulcastPublisher(t, a, "s")
 	defer stop()
-	waitLayers := func(e *Engine, what string) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			st, ok := e.Registry().Lookup("s")
-			n := 0
-			if ok {
-				for _, ts := range st.Stats().Tracks {
-					if ts.RID != "" && ts.Packets > 20 {
-						n++
-					}
-				}
-			}
-			if n == 3 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: %d of 3 layers fed (tracks %+v)", what, n, st.Tracks())
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	waitLayers(a, "A")
+	waitLayers(t, a, "A")
 	out, offer, err := a.OfferPush(context.Background(), "s")
 	if err != nil {
 		t.Fatal(err)
@@ -176,9 +156,43 @@ func TestSimulcastPushBetweenEngines(t *testing.T) {
 	if err := ms.Ready(ctx); err != nil {
 		t.Fatalf("B publisher Ready: %v", err)
 	}
-	waitLayers(b, "B")
-	// B's player starts on the top layer (its estimate starts above every layer's rate).
-	video, _ := rtpPlayer(t, b, "s")
+	waitLayers(t, b, "B")
+	topLayerPlays(t, b)
+}
+
+// waitLayers waits until e's stream s has three simulcast layers, each fed.
+func waitLayers(t *testing.T, e *Engine, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, ok := e.Registry().Lookup("s")
+		n := 0
+		if ok {
+			for _, ts := range st.Stats().Tracks {
+				if ts.RID != "" && ts.Packets > 20 {
+					n++
+				}
+			}
+		}
+		if n == 3 {
+			return
+		}
+		if time.Now().After(deadline) {
+			var tracks []forwarder.TrackInfo
+			if ok {
+				tracks = st.Tracks()
+			}
+			t.Fatalf("%s: %d of 3 layers fed (tracks %+v)", what, n, tracks)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// topLayerPlays checks that a player of e's stream s starts on the top layer (its estimate starts above every
+// layer's rate).
+func topLayerPlays(t *testing.T, e *Engine) {
+	t.Helper()
+	video, _ := rtpPlayer(t, e, "s")
 	timeout := time.After(5 * time.Second)
 	for got := 0; got < 20; {
 		select {
@@ -187,7 +201,68 @@ func TestSimulcastPushBetweenEngines(t *testing.T) {
 				got++
 			}
 		case <-timeout:
-			t.Fatal("B's player got no packets of the top layer")
+			t.Fatal("the player got no packets of the top layer")
 		}
+	}
+}
+
+// TestSimulcastPullBetweenEngines: B pulls A's simulcast stream asking for simulcast under RIDs of its own; A
+// sends every layer, and B publishes three layers, each fed, whose players adapt on their own.
+func TestSimulcastPullBetweenEngines(t *testing.T) {
+	a, b := newEngine(t, "A"), newEngine(t, "B")
+	stop := simulcastPublisher(t, a, "s")
+	defer stop()
+	waitLayers(t, a, "A")
+	out, offer, err := b.OfferPull(context.Background(), "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close(errors.New("test end"))
+	ms, answer, err := a.Play(context.Background(), PlayRequest{Name: "s", MediaSessionID: "relay", SDP: offer})
+	if err != nil {
+		t.Fatalf("A play: %v", err)
+	}
+	ad, err := sdp.Parse(answer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ad.Media {
+		if m.Kind == sdp.KindVideo && len(m.SimulcastSend) != 3 {
+			t.Errorf("A's answer to the pull: simulcast send %v, want three of B's RIDs", m.SimulcastSend)
+		}
+	}
+	if err := out.Accept(answer); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := out.Ready(ctx); err != nil {
+		t.Fatalf("pull Ready: %v", err)
+	}
+	if err := ms.Ready(ctx); err != nil {
+		t.Fatalf("A player Ready: %v", err)
+	}
+	waitLayers(t, b, "B")
+	topLayerPlays(t, b)
+}
+
+// TestPullOfPlainStreamAsksSimulcast: a pull always asks for simulcast; a stream without layers answers with a
+// plain video track, which B publishes as one.
+func TestPullOfPlainStreamAsksSimulcast(t *testing.T) {
+	a := newEngine(t, "A")
+	stop := publisher(t, a, "s")
+	defer stop()
+	b := newEngine(t, "B")
+	out, offer, err := b.OfferPull(context.Background(), "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close(errors.New("test end"))
+	_, answer, err := a.Play(context.Background(), PlayRequest{Name: "s", MediaSessionID: "relay", SDP: offer})
+	if err != nil {
+		t.Fatalf("A play: %v", err)
+	}
+	if strings.Contains(answer, "a=simulcast") || strings.Contains(answer, "a=rid") {
+		t.Fatalf("answer for a plain stream offers simulcast:\n%s", answer)
 	}
 }

@@ -26,6 +26,8 @@ const (
 	defaultMidID         = 4
 	// DefaultTransportCCID is the transport-cc extension ID of receiving tracks without Extensions.
 	DefaultTransportCCID = 3
+	// DefaultRTPStreamIDID is the rtp-stream-id extension ID of simulcast tracks (relays).
+	DefaultRTPStreamIDID = 10
 )
 
 // BuildAnswer answers offer with the negotiated tracks (from NegotiatePublish
@@ -84,7 +86,12 @@ func BuildAnswer(offer *Description, t Transport, tracks []Track, streamID, cnam
 		if tr.Codec.Name != "" && (tr.Direction == DirRecvOnly || tr.Direction == DirSendRecv) {
 			addSimulcast(md, tr.RIDs, DirRecvOnly)
 		}
-		if tr.Direction == DirSendOnly || tr.Direction == DirSendRecv {
+		switch {
+		case tr.Codec.Name != "" && tr.Direction == DirSendOnly && len(tr.RIDs) > 0:
+			// Simulcast to a relay that asked for it: the layers are told by their RIDs.
+			addSimulcast(md, tr.RIDs, DirSendOnly)
+			addSource(md, &Track{Kind: tr.Kind, Mid: tr.Mid, ID: tr.ID}, streamID, cname)
+		case tr.Direction == DirSendOnly || tr.Direction == DirSendRecv:
 			addSource(md, tr, streamID, cname)
 		}
 		addCandidates(md, t.Candidates)
@@ -164,9 +171,15 @@ func BuildOffer(t Transport, tracks []Track, streamID, cname string) (string, er
 			}
 			exts = filterExtensions(exts, keep)
 		}
+		if recv && len(tr.RIDs) > 0 && tr.Kind == KindVideo && !hasExtension(exts, ExtRTPStreamID) {
+			exts = append(slices.Clip(exts), Extension{ID: DefaultRTPStreamIDID, URI: ExtRTPStreamID})
+		}
 		md := transportMedia(tr.Kind, tr.Mid, codecs, t, fp, setup)
 		addRTPAttributes(md, tr.Direction, true, codecs, exts)
 		switch {
+		case recv && len(tr.RIDs) > 0 && tr.Kind == KindVideo:
+			// A relay pulling: it takes every layer the remote has, under these RIDs (RFC 8853 §5.3).
+			addSimulcast(md, tr.RIDs, DirRecvOnly)
 		case tr.Direction == DirSendOnly && len(tr.RIDs) > 0:
 			// Simulcast (a relay sending a stream's layers): the layers' SSRCs are not declared, each is told
 			// by the RID its packets carry (RFC 8853).

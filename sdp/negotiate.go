@@ -128,6 +128,12 @@ func NegotiatePlay(offer *Description, published []Codec) ([]Track, error) {
 				found = true
 				t.Codec = c
 				t.Extensions = filterExtensions(m.Extensions, playExt)
+				if m.Kind == KindVideo && len(m.SimulcastRecv) > 0 && hasExtension(m.Extensions, ExtRTPStreamID) {
+					// The player takes simulcast (a relay pulling): the caller keeps as many of these RIDs
+					// as the stream has layers, or none.
+					t.RIDs = slices.Clone(m.SimulcastRecv)
+					t.Extensions = filterExtensions(m.Extensions, append(slices.Clip(playExt), ExtRTPStreamID))
+				}
 				t.Direction = DirSendOnly
 				t.SSRC = randomSSRC(used)
 				if t.RTX = chooseRTX(m, c); t.RTX != nil {
@@ -325,4 +331,8 @@ func randomUint63() uint64 {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return binary.BigEndian.Uint64(b[:]) >> 1
+}
+
+func hasExtension(exts []Extension, uri string) bool {
+	return slices.ContainsFunc(exts, func(e Extension) bool { return e.URI == uri })
 }

@@ -268,7 +268,8 @@ func parseMedia(md *pionsdp.MediaDescription, sessionDir string) (Media, error) 
 			}
 		}
 	}
-	m.SimulcastSend = simulcastSend(m.Simulcast, m.RIDs)
+	m.SimulcastSend = simulcastList(m.Simulcast, m.RIDs, "send")
+	m.SimulcastRecv = simulcastList(m.Simulcast, m.RIDs, "recv")
 	if m.Direction == "" {
 		m.Direction = DirSendRecv
 	}
@@ -375,14 +376,15 @@ func parseRID(v string) (RID, bool) {
 	return RID{ID: f[0], Direction: f[1], Params: strings.Join(f[2:], " ")}, true
 }
 
-// simulcastSend returns the send list of an a=simulcast value ("send q;h;f
-// recv x", RFC 8853 §5.1): per stream the first alternative ("a,b") that is
-// not paused ("~a"), kept only when rids declares it with direction send.
-func simulcastSend(v string, rids []RID) []string {
+// simulcastList returns the send (or recv) list of an a=simulcast value
+// ("send q;h;f recv x", RFC 8853 §5.1): per stream the first alternative
+// ("a,b") that is not paused ("~a"), kept only when rids declares it with
+// that direction.
+func simulcastList(v string, rids []RID, dir string) []string {
 	f := strings.Fields(v)
 	var out []string
 	for i := 0; i+1 < len(f); i += 2 {
-		if f[i] != "send" {
+		if f[i] != dir {
 			continue
 		}
 		for stream := range strings.SplitSeq(f[i+1], ";") {
@@ -390,7 +392,7 @@ func simulcastSend(v string, rids []RID) []string {
 				if strings.HasPrefix(alt, "~") {
 					continue
 				}
-				if slices.Contains(out, alt) || !slices.ContainsFunc(rids, func(r RID) bool { return r.ID == alt && r.Direction == "send" }) {
+				if slices.Contains(out, alt) || !slices.ContainsFunc(rids, func(r RID) bool { return r.ID == alt && r.Direction == dir }) {
 					break
 				}
 				out = append(out, alt)
@@ -400,7 +402,7 @@ func simulcastSend(v string, rids []RID) []string {
 				return out
 			}
 		}
-		break // one send list
+		break // one list per direction
 	}
 	return out
 }

@@ -118,6 +118,9 @@ type Media struct {
 	RIDs          []RID
 	Simulcast     string
 	SimulcastSend []string
+	// SimulcastRecv is the a=simulcast recv list, likewise: an offerer that
+	// wants to receive simulcast (one rtcrelay pulling from another).
+	SimulcastRecv []string
 }
 
 // Description is a parsed offer or answer. ICE and DTLS attributes are taken
