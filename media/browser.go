@@ -94,20 +94,7 @@ func (e *Engine) publishFeed(name string, pts []pubTrack, path []string, src *so
 	if m := e.cfg.MaxStreams; m > 0 && len(e.streams) >= m {
 		return nil, false, fmt.Errorf("%w: %d streams published here (--max-streams)", ErrCapacity, m)
 	}
-	f := &feed{name: name, ctr: &e.feeds}
-	for i := range infos {
-		in := &infos[i]
-		t := &feedTrack{kind: in.Kind, clock: in.Codec.ClockRate, outSSRC: in.SSRC, outPT: in.Codec.PayloadType,
-			rid: in.RID, ridID: ridExtID(*in), rrID: repairedExtID(*in)}
-		if t.outSSRC == 0 {
-			t.outSSRC = randomSSRC()
-		}
-		t.inSSRC.Store(in.SSRC)
-		t.pt.Store(uint32(in.Codec.PayloadType))
-		t.rtxPT.Store(pts[i].rtxPT)
-		in.SSRC = t.outSSRC
-		f.tracks = append(f.tracks, t)
-	}
+	f, infos := newFeed(name, pts, &e.feeds)
 	st, err := e.reg.Publish(name, infos, f)
 	if err != nil {
 		return nil, false, err
@@ -129,6 +116,27 @@ func (e *Engine) publishFeed(name string, pts []pubTrack, path []string, src *so
 		e.notify(StreamEvent{Name: name, Path: slices.Clone(path)})
 	})
 	return f, false, nil
+}
+
+// newFeed makes the feed of a new stream and the forwarder's descriptions of its tracks, with our SSRCs.
+func newFeed(name string, pts []pubTrack, ctr *feedCounters) (*feed, []forwarder.TrackInfo) {
+	f := &feed{name: name, ctr: ctr}
+	infos := make([]forwarder.TrackInfo, len(pts))
+	for i := range pts {
+		in := &infos[i]
+		*in = pts[i].info
+		t := &feedTrack{kind: in.Kind, clock: in.Codec.ClockRate, outSSRC: in.SSRC, outPT: in.Codec.PayloadType,
+			rid: in.RID, ridID: ridExtID(*in), rrID: repairedExtID(*in)}
+		if t.outSSRC == 0 {
+			t.outSSRC = randomSSRC()
+		}
+		t.inSSRC.Store(in.SSRC)
+		t.pt.Store(uint32(in.Codec.PayloadType))
+		t.rtxPT.Store(pts[i].rtxPT)
+		in.SSRC = t.outSSRC
+		f.tracks = append(f.tracks, t)
+	}
+	return f, infos
 }
 
 // sameTracks reports whether a new publisher's tracks can continue a stream's: same kinds, codecs and header
