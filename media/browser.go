@@ -86,6 +86,7 @@ func (e *Engine) publishFeed(name string, pts []pubTrack, path []string, src *so
 			t.pt.Store(uint32(infos[i].Codec.PayloadType))
 			t.rtxPT.Store(pts[i].rtxPT)
 			t.rtxSSRC.Store(0)
+			t.awaiting.Store(true)
 		}
 		p.feed.attach(src)
 		e.takeovers.Add(1)

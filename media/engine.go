@@ -93,7 +93,7 @@ func New(cfg Config) *Engine {
 		cfg.DTLSTimeout = 10 * time.Second
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
-	return &Engine{
+	e := &Engine{
 		cfg:     cfg,
 		log:     cfg.Logger,
 		reg:     forwarder.NewRegistry(cfg.Logger),
@@ -102,6 +102,8 @@ func New(cfg Config) *Engine {
 		streams: map[string]*published{},
 		live:    map[*wait]struct{}{},
 	}
+	e.feeds.log = cfg.Logger
+	return e
 }
 
 // Close ends every session the engine handed out (cause ErrClosed), refuses new ones and waits until all the

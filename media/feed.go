@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +34,26 @@ type feed struct {
 // track dropped.
 type feedCounters struct {
 	rtx, padding, unknown atomic.Uint64
+
+	log     *slog.Logger // nil: no log
+	lastLog atomic.Int64 // when the last drop was logged (Unix ns)
+}
+
+// unknownLogInterval bounds how often a dropped packet is logged, over all feeds.
+const unknownLogInterval = 5 * time.Second
+
+// dropped counts a packet of stream name that no track takes, and logs it at most once per unknownLogInterval.
+func (c *feedCounters) dropped(name string, h *rtp.Header, why string) {
+	n := c.unknown.Add(1)
+	if c.log == nil {
+		return
+	}
+	now, last := time.Now().UnixNano(), c.lastLog.Load()
+	if now-last < int64(unknownLogInterval) || !c.lastLog.CompareAndSwap(last, now) {
+		return
+	}
+	c.log.Debug("publisher packet dropped", "stream", name, "why", why, "pt", h.PayloadType, "ssrc", h.SSRC,
+		"seq", h.SequenceNumber, "droppedTotal", n)
 }
 
 // source is one session feeding a feed.
@@ -67,6 +88,9 @@ type feedTrack struct {
 	rtxPT   atomic.Uint32
 	rrID    uint8
 	rtxSSRC atomic.Uint32
+	// awaiting is set by a takeover until the new session's first media packet of the track: its RTX cannot
+	// be numbered before (the new session's SSRC and offsets come from its media).
+	awaiting atomic.Bool
 }
 
 // attachPull makes o the session that feeds its stream, publishing the stream on the first attach.
@@ -331,14 +355,14 @@ func (k *feedSink) handleRTX(p *packet.Buffer, t *feedTrack) bool {
 	hl, end, ok := rtxPayload(p.Bytes())
 	switch {
 	case !ok:
-		k.f.ctr.unknown.Add(1)
+		k.f.ctr.dropped(k.f.name, &p.Header, "malformed RTX")
 		return false
 	case end-hl < 2:
 		k.f.ctr.padding.Add(1)
 		return false
-	case t == nil || !t.started || t.pt.Load() == noPT:
+	case t == nil || !t.started || t.awaiting.Load() || t.pt.Load() == noPT:
 		// Nothing to repair yet: the track's media SSRC and numbering come from its media packets.
-		k.f.ctr.unknown.Add(1)
+		k.f.ctr.dropped(k.f.name, &p.Header, "RTX of no known track")
 		return false
 	}
 	decodeRTX(p, t, hl, end)
@@ -362,13 +386,15 @@ func (k *feedSink) HandleRTP(p *packet.Buffer) {
 	if t == nil {
 		rt, rtx := k.rtxTrack(h)
 		if !rtx {
-			k.f.ctr.unknown.Add(1)
+			k.f.ctr.dropped(k.f.name, h, "unknown payload type or SSRC")
 			return
 		}
 		if !k.handleRTX(p, rt) {
 			return
 		}
 		t, repaired = rt, true
+	} else if t.awaiting.Load() {
+		t.awaiting.Store(false)
 	}
 	b := p.Bytes()
 	now := time.Now().UnixNano() // packet.Buffer.Arrival is per socket, and a takeover changes sockets

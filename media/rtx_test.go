@@ -190,6 +190,25 @@ func TestFeedRTX(t *testing.T) {
 	}
 }
 
+// After a takeover, RTX of the new session is not decoded before its first media packet of the track (it
+// would be numbered with the old session's offsets), and is afterwards.
+func TestFeedRTXAfterTakeover(t *testing.T) {
+	f, k, _ := rtxFeed(t, []pubTrack{{info: forwarder.TrackInfo{Kind: "video", Codec: rtxVP8, SSRC: 0x2222}, rtxPT: 97}})
+	handle(k, rtxPacket(t, 0x2222, 96, 1000, 9000, rtxVP8Key, 0, nil))
+	tr := f.tracks[0]
+	tr.awaiting.Store(true) // what publishFeed does on a takeover
+	handle(k, rtxPacket(t, 0x5555, 97, 1, 9000, rtxOf(7, rtxVP8Delta), 0, nil))
+	if c := f.ctr; c.rtx.Load() != 0 || c.unknown.Load() != 1 {
+		t.Fatalf("RTX before the new session's media: rtx %d unknown %d, want 0 1", c.rtx.Load(), c.unknown.Load())
+	}
+	handle(k, rtxPacket(t, 0x4444, 96, 5, 3000, rtxVP8Key, 0, nil)) // the new session's media
+	handle(k, rtxPacket(t, 0x5555, 97, 2, 3000, rtxOf(4, rtxVP8Delta), 0, nil))
+	if c := f.ctr; c.rtx.Load() != 1 || tr.awaiting.Load() || tr.lastSeq != 1001 {
+		t.Fatalf("RTX after the new session's media: rtx %d awaiting %v last seq %d (want 1001)", c.rtx.Load(),
+			tr.awaiting.Load(), tr.lastSeq)
+	}
+}
+
 func clone(b []byte) []byte { return append([]byte(nil), b...) }
 
 // The layers of a simulcast track: each one's RTX SSRC is learned from the repaired-rtp-stream-id of its first
