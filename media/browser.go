@@ -68,7 +68,11 @@ func (e *Engine) Publish(ctx context.Context, req PublishRequest) (Session, stri
 }
 
 // publishFeed publishes name fed by src, or hands the stream in its grace to src. It reports a takeover.
-func (e *Engine) publishFeed(name string, infos []forwarder.TrackInfo, path []string, src *source) (*feed, bool, error) {
+func (e *Engine) publishFeed(name string, pts []pubTrack, path []string, src *source) (*feed, bool, error) {
+	infos := make([]forwarder.TrackInfo, len(pts))
+	for i := range pts {
+		infos[i] = pts[i].info
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if p := e.streams[name]; p != nil {
@@ -78,8 +82,11 @@ func (e *Engine) publishFeed(name string, infos []forwarder.TrackInfo, path []st
 		p.grace.Stop()
 		p.grace = nil
 		for i, t := range p.feed.tracks {
-			t.ridID = ridExtID(infos[i])
+			t.ridID, t.rrID = ridExtID(infos[i]), repairedExtID(infos[i])
 			t.pt.Store(uint32(infos[i].Codec.PayloadType))
+			t.rtxPT.Store(pts[i].rtxPT)
+			t.rtxSSRC.Store(0)
+			t.awaiting.Store(true)
 		}
 		p.feed.attach(src)
 		e.takeovers.Add(1)
@@ -88,19 +95,7 @@ func (e *Engine) publishFeed(name string, infos []forwarder.TrackInfo, path []st
 	if m := e.cfg.MaxStreams; m > 0 && len(e.streams) >= m {
 		return nil, false, fmt.Errorf("%w: %d streams published here (--max-streams)", ErrCapacity, m)
 	}
-	f := &feed{name: name}
-	for i := range infos {
-		in := &infos[i]
-		t := &feedTrack{kind: in.Kind, clock: in.Codec.ClockRate, outSSRC: in.SSRC, outPT: in.Codec.PayloadType,
-			rid: in.RID, ridID: ridExtID(*in)}
-		if t.outSSRC == 0 {
-			t.outSSRC = randomSSRC()
-		}
-		t.inSSRC.Store(in.SSRC)
-		t.pt.Store(uint32(in.Codec.PayloadType))
-		in.SSRC = t.outSSRC
-		f.tracks = append(f.tracks, t)
-	}
+	f, infos := newFeed(name, pts, &e.feeds)
 	st, err := e.reg.Publish(name, infos, f)
 	if err != nil {
 		return nil, false, err
@@ -122,6 +117,27 @@ func (e *Engine) publishFeed(name string, infos []forwarder.TrackInfo, path []st
 		e.notify(StreamEvent{Name: name, Path: slices.Clone(path)})
 	})
 	return f, false, nil
+}
+
+// newFeed makes the feed of a new stream and the forwarder's descriptions of its tracks, with our SSRCs.
+func newFeed(name string, pts []pubTrack, ctr *feedCounters) (*feed, []forwarder.TrackInfo) {
+	f := &feed{name: name, ctr: ctr}
+	infos := make([]forwarder.TrackInfo, len(pts))
+	for i := range pts {
+		in := &infos[i]
+		*in = pts[i].info
+		t := &feedTrack{kind: in.Kind, clock: in.Codec.ClockRate, outSSRC: in.SSRC, outPT: in.Codec.PayloadType,
+			rid: in.RID, ridID: ridExtID(*in), rrID: repairedExtID(*in)}
+		if t.outSSRC == 0 {
+			t.outSSRC = randomSSRC()
+		}
+		t.inSSRC.Store(in.SSRC)
+		t.pt.Store(uint32(in.Codec.PayloadType))
+		t.rtxPT.Store(pts[i].rtxPT)
+		in.SSRC = t.outSSRC
+		f.tracks = append(f.tracks, t)
+	}
+	return f, infos
 }
 
 // sameTracks reports whether a new publisher's tracks can continue a stream's: same kinds, codecs and header
@@ -147,6 +163,20 @@ func ridExtID(in forwarder.TrackInfo) uint8 {
 	}
 	for _, x := range in.Extensions {
 		if x.URI == sdp.ExtRTPStreamID {
+			return x.ID
+		}
+	}
+	return 0
+}
+
+// repairedExtID is the publisher's ID of the repaired-rtp-stream-id extension of a simulcast layer, which tells
+// its RTX stream, 0 for other tracks.
+func repairedExtID(in forwarder.TrackInfo) uint8 {
+	if in.RID == "" {
+		return 0
+	}
+	for _, x := range in.Extensions {
+		if x.URI == sdp.ExtRepairedStreamID {
 			return x.ID
 		}
 	}

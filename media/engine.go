@@ -63,6 +63,7 @@ type Engine struct {
 
 	takeovers atomic.Uint64 // publishes that took a stream over within its grace
 	players   atomic.Int64  // player sessions handed out and not closed (MaxPlayers)
+	feeds     feedCounters  // RTX, probes and unknown packets from publishers, all feeds
 
 	mu      sync.Mutex
 	streams map[string]*published // control-path view of what is published, by name
@@ -92,7 +93,7 @@ func New(cfg Config) *Engine {
 		cfg.DTLSTimeout = 10 * time.Second
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
-	return &Engine{
+	e := &Engine{
 		cfg:     cfg,
 		log:     cfg.Logger,
 		reg:     forwarder.NewRegistry(cfg.Logger),
@@ -101,6 +102,8 @@ func New(cfg Config) *Engine {
 		streams: map[string]*published{},
 		live:    map[*wait]struct{}{},
 	}
+	e.feeds.log = cfg.Logger
+	return e
 }
 
 // Close ends every session the engine handed out (cause ErrClosed), refuses new ones and waits until all the
@@ -196,13 +199,17 @@ func (e *Engine) notify(ev StreamEvent) {
 type Stats struct {
 	Takeovers uint64 // publishes that took a stream over within its publisher grace
 	InGrace   int    // streams waiting for their publisher now
+	// From publishers, all streams: RTX (RFC 4588) retransmissions decoded and forwarded, padding-only RTX
+	// packets (bandwidth probes) dropped, and packets of no known track (payload type, SSRC) dropped.
+	RTXReceived, PaddingReceived, UnknownDropped uint64
 }
 
 // Stats reads the counters.
 func (e *Engine) Stats() Stats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	st := Stats{Takeovers: e.takeovers.Load()}
+	st := Stats{Takeovers: e.takeovers.Load(), RTXReceived: e.feeds.rtx.Load(), PaddingReceived: e.feeds.padding.Load(),
+		UnknownDropped: e.feeds.unknown.Load()}
 	for _, p := range e.streams {
 		if p.grace != nil {
 			st.InGrace++
@@ -234,30 +241,40 @@ func randomID(n int) string {
 	return hex.EncodeToString(b)
 }
 
+// pubTrack is one track of a publisher: the forwarder's description and the publisher's RTX.
+type pubTrack struct {
+	info  forwarder.TrackInfo
+	rtxPT uint32 // the RTX payload type, noPT for none
+}
+
 // trackInfos turns the negotiated receive tracks of a publish offer into the forwarder's track descriptions,
-// with the SSRCs the offer declared (the first of each m-section: the primary of an RTX FID group).
-func trackInfos(offer *sdp.Description, tracks []sdp.Track) []forwarder.TrackInfo {
-	var out []forwarder.TrackInfo
+// with the SSRCs the offer declared (the first of each m-section: the primary of an RTX FID group), and the RTX
+// payload type negotiated for each.
+func trackInfos(offer *sdp.Description, tracks []sdp.Track) []pubTrack {
+	var out []pubTrack
 	for _, t := range tracks {
 		if t.Direction == "inactive" || t.Codec.Name == "" {
 			continue
 		}
-		ti := forwarder.TrackInfo{Kind: t.Kind, Codec: t.Codec, Extensions: t.Extensions}
+		pt := pubTrack{info: forwarder.TrackInfo{Kind: t.Kind, Codec: t.Codec, Extensions: t.Extensions}, rtxPT: noPT}
+		if t.RTX != nil && t.Kind == sdp.KindVideo {
+			pt.rtxPT = uint32(t.RTX.PayloadType)
+		}
 		if t.Kind == sdp.KindVideo && len(t.RIDs) > 0 {
 			// Simulcast: one track per encoding, each told by its RID (the offer declares no SSRCs).
 			for _, rid := range t.RIDs {
-				l := ti
-				l.RID = rid
+				l := pt
+				l.info.RID = rid
 				out = append(out, l)
 			}
 			continue
 		}
 		for _, m := range offer.Media {
 			if m.Mid == t.Mid && len(m.SSRCs) > 0 {
-				ti.SSRC = m.SSRCs[0]
+				pt.info.SSRC = m.SSRCs[0]
 			}
 		}
-		out = append(out, ti)
+		out = append(out, pt)
 	}
 	return out
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 	"time"
 
@@ -24,7 +25,35 @@ type feed struct {
 	name   string
 	stream *forwarder.Stream // set once, when the first session attached (under Engine.mu)
 	cur    atomic.Pointer[source]
-	tracks []*feedTrack // fixed once the stream is published
+	tracks []*feedTrack  // fixed once the stream is published
+	ctr    *feedCounters // the engine's (never nil once published)
+}
+
+// feedCounters count, over all feeds, the publisher packets that are not plain media: RTX (RFC 4588)
+// retransmissions decoded and forwarded, padding-only RTX (bandwidth probes) dropped, and packets of no known
+// track dropped.
+type feedCounters struct {
+	rtx, padding, unknown atomic.Uint64
+
+	log     *slog.Logger // nil: no log
+	lastLog atomic.Int64 // when the last drop was logged (Unix ns)
+}
+
+// unknownLogInterval bounds how often a dropped packet is logged, over all feeds.
+const unknownLogInterval = 5 * time.Second
+
+// dropped counts a packet of stream name that no track takes, and logs it at most once per unknownLogInterval.
+func (c *feedCounters) dropped(name string, h *rtp.Header, why string) {
+	n := c.unknown.Add(1)
+	if c.log == nil {
+		return
+	}
+	now, last := time.Now().UnixNano(), c.lastLog.Load()
+	if now-last < int64(unknownLogInterval) || !c.lastLog.CompareAndSwap(last, now) {
+		return
+	}
+	c.log.Debug("publisher packet dropped", "stream", name, "why", why, "pt", h.PayloadType, "ssrc", h.SSRC,
+		"seq", h.SequenceNumber, "droppedTotal", n)
 }
 
 // source is one session feeding a feed.
@@ -51,6 +80,17 @@ type feedTrack struct {
 	lastTS   uint32
 	lastWall int64
 	started  bool
+
+	// The current session's RTX (RFC 4588): its payload type (noPT: none), the ID of the
+	// repaired-rtp-stream-id extension that tells a simulcast layer's RTX stream on its first packets, and the
+	// RTX SSRC learned from it (a layer's; 0 until learned, and unused for a plain track, which its RTX
+	// payload type alone tells).
+	rtxPT   atomic.Uint32
+	rrID    uint8
+	rtxSSRC atomic.Uint32
+	// awaiting is set by a takeover until the new session's first media packet of the track: its RTX cannot
+	// be numbered before (the new session's SSRC and offsets come from its media).
+	awaiting atomic.Bool
 }
 
 // attachPull makes o the session that feeds its stream, publishing the stream on the first attach.
@@ -110,7 +150,8 @@ func (e *Engine) attachPull(o *outbound, ans *sdp.Description) error {
 		return fmt.Errorf("pull %q: published by someone else: %w", f.name, ErrNameInUse)
 	}
 	for _, t := range f.tracks {
-		t.pt.Store(0xffff)
+		t.rtxPT.Store(noPT) // our offer asks for no RTX
+		t.pt.Store(noPT)
 		for _, m := range media {
 			if m.Kind == t.kind {
 				t.pt.Store(uint32(m.Codecs[0].PayloadType))
@@ -209,6 +250,9 @@ type feedSink struct {
 	src *source
 }
 
+// noPT is a payload type no packet has: the track has none (yet) in the current session.
+const noPT = 0xffff
+
 // track finds the feed track of a packet: by payload type, and, for the layers of a simulcast track (which
 // share theirs), by SSRC, or on a layer's first packets by the RID they carry.
 func (k *feedSink) track(h *rtp.Header) *feedTrack {
@@ -237,17 +281,135 @@ func (k *feedSink) track(h *rtp.Header) *feedTrack {
 	return nil
 }
 
-// HandleRTP rewrites SSRC, sequence number and timestamp in place and forwards (socket reader goroutine).
+// rtxTrack finds the feed track an RTX packet repairs: by its RTX payload type for a plain track, and for the
+// layers of a simulcast track by the RTX SSRC learned from the repaired-rtp-stream-id extension of the layer's
+// first RTX packets. rtx reports whether the payload type is any track's RTX one.
+func (k *feedSink) rtxTrack(h *rtp.Header) (t *feedTrack, rtx bool) {
+	pt := uint32(h.PayloadType)
+	for _, t := range k.f.tracks {
+		if t.rtxPT.Load() != pt {
+			continue
+		}
+		rtx = true
+		if t.rid == "" || t.rtxSSRC.Load() == h.SSRC {
+			return t, true
+		}
+	}
+	if !rtx {
+		return nil, false
+	}
+	for _, t := range k.f.tracks {
+		if t.rid != "" && t.rtxPT.Load() == pt && t.rrID != 0 && string(h.GetExtension(t.rrID)) == t.rid {
+			t.rtxSSRC.Store(h.SSRC)
+			return t, true
+		}
+	}
+	return nil, true
+}
+
+// rtpHeaderLen is the length of b's RTP header with its CSRCs and header extension, or -1 if b is too short.
+func rtpHeaderLen(b []byte) int {
+	if len(b) < 12 {
+		return -1
+	}
+	n := 12 + 4*int(b[0]&0x0f)
+	if b[0]&0x10 != 0 {
+		if len(b) < n+4 {
+			return -1
+		}
+		n += 4 + 4*int(binary.BigEndian.Uint16(b[n+2:n+4]))
+	}
+	if n > len(b) {
+		return -1
+	}
+	return n
+}
+
+// rtxPayload finds the payload of RTX packet b without its padding: b[hl:end]; ok is false if b is malformed.
+func rtxPayload(b []byte) (hl, end int, ok bool) {
+	hl = rtpHeaderLen(b)
+	if hl < 0 {
+		return 0, 0, false
+	}
+	end = len(b)
+	if b[0]&0x20 != 0 {
+		pad := int(b[end-1])
+		if pad == 0 || hl+pad > end {
+			return 0, 0, false
+		}
+		end -= pad
+	}
+	return hl, end, true
+}
+
+// decodeRTX turns an RTX packet (RFC 4588: the original sequence number, then the original payload) of track
+// t, whose payload b[hl:end] is at least 2 bytes long, back into the original media packet in place: payload
+// type t's, sequence number the original one, SSRC t's current one, padding dropped (and the P bit cleared).
+func decodeRTX(p *packet.Buffer, t *feedTrack, hl, end int) {
+	b := p.Bytes()
+	h := &p.Header
+	osn := binary.BigEndian.Uint16(b[hl : hl+2])
+	copy(b[hl:], b[hl+2:end])
+	b = b[:end-2]
+	b[0] &^= 0x20
+	pt := uint8(t.pt.Load())
+	b[1] = b[1]&0x80 | pt
+	ssrc := t.inSSRC.Load()
+	binary.BigEndian.PutUint16(b[2:4], osn)
+	binary.BigEndian.PutUint32(b[8:12], ssrc)
+	h.Padding, h.PaddingSize = false, 0
+	h.PayloadType, h.SequenceNumber, h.SSRC = pt, osn, ssrc
+	p.SetBytes(b)
+}
+
+// handleRTX decodes an RTX packet of track t (nil: of a simulcast layer not learned yet) in place, and reports
+// whether it is now a media packet of t to forward; otherwise it counted it.
+func (k *feedSink) handleRTX(p *packet.Buffer, t *feedTrack) bool {
+	hl, end, ok := rtxPayload(p.Bytes())
+	switch {
+	case !ok:
+		k.f.ctr.dropped(k.f.name, &p.Header, "malformed RTX")
+		return false
+	case end-hl < 2:
+		k.f.ctr.padding.Add(1)
+		return false
+	case t == nil || !t.started || t.awaiting.Load() || t.pt.Load() == noPT:
+		// Nothing to repair yet: the track's media SSRC and numbering come from its media packets.
+		k.f.ctr.dropped(k.f.name, &p.Header, "RTX of no known track")
+		return false
+	}
+	decodeRTX(p, t, hl, end)
+	k.f.ctr.rtx.Add(1)
+	return true
+}
+
+// HandleRTP rewrites SSRC, sequence number and timestamp in place and forwards (socket reader goroutine). RTX
+// packets are decoded into the media packets they carry, which reach the forwarder as late copies of the
+// originals; padding-only RTX packets (probes) and packets of no known track are counted and dropped.
 func (k *feedSink) HandleRTP(p *packet.Buffer) {
 	if k.f.cur.Load() != k.src {
 		return
 	}
-	t := k.track(&p.Header)
-	b := p.Bytes()
-	if t == nil || len(b) < 12 {
+	if p.Len() < 12 {
 		return
 	}
 	h := &p.Header
+	t := k.track(h)
+	repaired := false
+	if t == nil {
+		rt, rtx := k.rtxTrack(h)
+		if !rtx {
+			k.f.ctr.dropped(k.f.name, h, "unknown payload type or SSRC")
+			return
+		}
+		if !k.handleRTX(p, rt) {
+			return
+		}
+		t, repaired = rt, true
+	} else if t.awaiting.Load() {
+		t.awaiting.Store(false)
+	}
+	b := p.Bytes()
 	now := time.Now().UnixNano() // packet.Buffer.Arrival is per socket, and a takeover changes sockets
 	if h.SSRC != t.inSSRC.Load() {
 		// A new remote session: continue our numbering where the last one stopped.
@@ -268,7 +430,9 @@ func (k *feedSink) HandleRTP(p *packet.Buffer) {
 	binary.BigEndian.PutUint16(b[2:4], h.SequenceNumber)
 	binary.BigEndian.PutUint32(b[4:8], h.Timestamp)
 	binary.BigEndian.PutUint32(b[8:12], h.SSRC)
-	t.lastSeq, t.lastTS, t.lastWall, t.started = h.SequenceNumber, h.Timestamp, now, true
+	if !repaired { // a late copy: the numbering continues after the newest packet
+		t.lastSeq, t.lastTS, t.lastWall, t.started = h.SequenceNumber, h.Timestamp, now, true
+	}
 	k.f.stream.HandleRTP(p)
 }
 

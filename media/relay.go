@@ -129,7 +129,7 @@ func (e *Engine) OfferPull(ctx context.Context, name string) (Outbound, string, 
 	e.mu.Lock()
 	p := e.streams[name]
 	e.mu.Unlock()
-	f := &feed{name: name}
+	f := &feed{name: name, ctr: &e.feeds}
 	switch {
 	case p != nil && !p.pulled:
 		return nil, "", fmt.Errorf("pull %q: published by someone else: %w", name, ErrNameInUse)

@@ -237,9 +237,10 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		ms, es := engine.Stats(), edge.Stats()
 		_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "serverId": serverID, "socket": sock.Stats(), "signaling": sig.Stats(),
 			"directory": directoryHealth(dir),
-			"media":     map[string]any{"takeovers": ms.Takeovers, "inGrace": ms.InGrace},
-			"whip":      whipH.Stats(),
-			"edge":      map[string]any{"pullsStarted": es.PullsStarted, "pullsEnded": es.PullsEnded, "active": es.Active}})
+			"media": map[string]any{"takeovers": ms.Takeovers, "inGrace": ms.InGrace, "rtxReceived": ms.RTXReceived,
+				"paddingReceived": ms.PaddingReceived, "unknownDropped": ms.UnknownDropped},
+			"whip": whipH.Stats(),
+			"edge": map[string]any{"pullsStarted": es.PullsStarted, "pullsEnded": es.PullsEnded, "active": es.Active}})
 	})
 	httpMux.Handle("/", pages)
 
