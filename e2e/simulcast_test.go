@@ -196,24 +196,24 @@ func (v *videoSeries) steady(w, ms int) bool {
 }
 
 // maxFreeze is the longest time without a newly decoded frame between from and to (ms of the page's clock),
-// counted from the first decoded frame.
-func (v *videoSeries) maxFreeze(from, to int) int {
-	worst, lastAt, lastN := 0, -1, 0
+// counted from the first decoded frame, and when it began.
+func (v *videoSeries) maxFreeze(from, to int) (worst, at int) {
+	lastAt, lastN := -1, 0
 	for _, s := range v.samples {
 		if s[0] < from || s[0] > to {
 			continue
 		}
 		if s[1] > lastN {
-			if lastAt >= 0 {
-				worst = max(worst, s[0]-lastAt)
+			if lastAt >= 0 && s[0]-lastAt > worst {
+				worst, at = s[0]-lastAt, lastAt
 			}
 			lastAt, lastN = s[0], s[1]
 		}
 	}
-	if lastAt >= 0 {
-		worst = max(worst, to-lastAt)
+	if lastAt >= 0 && to-lastAt > worst {
+		worst, at = to-lastAt, lastAt
 	}
-	return worst
+	return worst, at
 }
 
 // now is the page's clock (ms) at its latest sample.
@@ -308,10 +308,11 @@ func TestSimulcastAdaptation(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	poll()
 	for _, v := range []*videoSeries{a, b} {
-		if f := v.maxFreeze(mark, v.now()); f > 1000 {
-			t.Errorf("player %s froze %d ms (throttled at %d ms, lifted at %d ms)", v.page, f, throttledAt, liftedAt)
+		if f, at := v.maxFreeze(mark, v.now()); f > 1000 {
+			t.Errorf("player %s froze %d ms from %d ms (throttled at %d ms, lifted at %d ms)", v.page, f, at, throttledAt, liftedAt)
 		} else {
-			t.Logf("player %s: longest gap between decoded frames %d ms", v.page, f)
+			t.Logf("player %s: longest gap between decoded frames %d ms (at %d ms; throttled at %d ms, lifted at %d ms)",
+				v.page, f, at, throttledAt, liftedAt)
 		}
 	}
 	for _, s := range a.samples {

@@ -27,9 +27,8 @@ const (
 	probeWindow     = 4 * time.Second  // a downgrade this soon after a probe makes it a failed probe
 	minBackoff      = 2 * time.Second  // wait after a failed probe, doubled per failure
 	maxBackoff      = 8 * time.Second  // ... up to this
-	pauseAfter      = 2 * time.Second  // video pauses when not even the lowest layer fitted for this long
+	pauseAfter      = 2 * time.Second  // video pauses when the lowest layer needed over twice the budget for this long
 	stableAfter     = 10 * time.Second // on a layer that long, the backoff resets
-	audioReserve    = 64_000           // bits/s of the estimate left to audio
 )
 
 // layerState is the simulcast part of a player's video downTrack.
@@ -181,8 +180,8 @@ func (dt *downTrack) tracks() []*track {
 // selectLayer sets the target layer of a simulcast downTrack from the player's budget; housekeeping goroutine.
 //
 // The policy: layers are ordered by their measured bitrate (not by RID: a publisher may drop a layer, or send
-// them in any order). Down at once to the highest layer that fits the budget (the estimate minus an audio
-// reserve); pause video when not even the lowest has fitted for pauseAfter. Up one layer at a time: when the next layer fits 90 %
+// them in any order). Down at once to the highest layer that fits the budget (the estimate minus the stream's
+// audio rate and 10 %); pause video when the lowest has needed more than twice the budget for pauseAfter. Up one layer at a time: when the next layer fits 90 %
 // of the budget, or, as a probe, when it fits 1/0.7 of it and the player has been on its layer without
 // trouble: a send-side estimate only grows a little above what is sent, so without probing a player would
 // never climb. A probe that ends in a downgrade within probeWindow doubles the wait before the next one.
@@ -205,7 +204,7 @@ func (st *Stream) selectLayer(dt *downTrack, now int64) {
 	}
 	budget := dt.p.budget()
 	if budget >= 0 {
-		budget = max(budget-audioReserve, 0)
+		budget = max(budget-st.audioRate()*11/10, 0)
 	}
 	ls.lastBudge = budget
 	cur := uint8(ls.target.Load())
@@ -227,12 +226,20 @@ func (st *Stream) selectLayer(dt *downTrack, now int64) {
 		want = max(fit, 0)
 	case fit < pos || pos < 0 && fit < 0: // down (or pause)
 		want = fit
-		if fit < 0 && pos >= 0 && (ls.starveSince == 0 || now-ls.starveSince < int64(pauseAfter)) {
-			// Nothing fits: the lowest layer for a while yet, as an estimate that just fell often comes back.
-			if ls.starveSince == 0 {
-				ls.starveSince = now
+		if fit < 0 && pos >= 0 {
+			// Nothing fits: stay on the lowest layer unless it needs more than twice the budget for pauseAfter. An
+			// estimate that just fell often comes back, and a late picture is better than none.
+			if float64(order[0].media.bitrate.Load()) <= 2*float64(budget) {
+				ls.starveSince = 0
+				want = 0
+			} else {
+				if ls.starveSince == 0 {
+					ls.starveSince = now
+				}
+				if now-ls.starveSince < int64(pauseAfter) {
+					want = 0
+				}
 			}
-			want = 0
 		}
 		if ls.probeAt != 0 && now-ls.probeAt < int64(probeWindow) {
 			ls.backoff = min(2*ls.backoff, maxBackoff)
@@ -395,4 +402,15 @@ func (st *Stream) layerPassthrough(p *Player, tr sdp.Track, used *[maxTracks]boo
 		out = append(out, dt)
 	}
 	return out
+}
+
+// audioRate is the bitrate of the stream's audio tracks (bits/s over the last second).
+func (st *Stream) audioRate() int64 {
+	var r int64
+	for _, t := range st.tracks {
+		if !t.video {
+			r += int64(t.media.bitrate.Load())
+		}
+	}
+	return r
 }

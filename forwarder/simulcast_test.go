@@ -109,12 +109,12 @@ func TestSimulcastLayerSwitch(t *testing.T) {
 		if l := layerOf(); l != "f" {
 			t.Fatalf("uncapped player on layer %q, want f (stats %+v)", l, p.Stats())
 		}
-		p.SetMaxBitrate(64_000 + 100_000) // the audio reserve + room for the 80 kbit/s layer only
+		p.SetMaxBitrate(40_000 + 100_000) // the audio (about 30 kbit/s) + room for the 80 kbit/s layer only
 		sf.run(1500 * time.Millisecond)
 		if l := layerOf(); l != "q" {
 			t.Fatalf("capped player on layer %q, want q (stats %+v)", l, p.Stats())
 		}
-		p.SetMaxBitrate(64_000 + 10_000) // not even the lowest layer fits: video pauses after pauseAfter
+		p.SetMaxBitrate(40_000) // the lowest layer needs over twice what is left: video pauses after pauseAfter
 		sf.run(pauseAfter + time.Second)
 		mark := len(d.packets())
 		sf.run(time.Second)

@@ -202,6 +202,9 @@ type Stats struct {
 	// From publishers, all streams: RTX (RFC 4588) retransmissions decoded and forwarded, padding-only RTX
 	// packets (bandwidth probes) dropped, and packets of no known track (payload type, SSRC) dropped.
 	RTXReceived, PaddingReceived, UnknownDropped uint64
+	// RTX packets that carried a packet already received (Chrome probes with copies of recent packets) or
+	// too old to matter, dropped: forwarding them would count twice in the layers' rates and cost the players.
+	RTXRedundant uint64
 }
 
 // Stats reads the counters.
@@ -209,7 +212,7 @@ func (e *Engine) Stats() Stats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	st := Stats{Takeovers: e.takeovers.Load(), RTXReceived: e.feeds.rtx.Load(), PaddingReceived: e.feeds.padding.Load(),
-		UnknownDropped: e.feeds.unknown.Load()}
+		UnknownDropped: e.feeds.unknown.Load(), RTXRedundant: e.feeds.redundant.Load()}
 	for _, p := range e.streams {
 		if p.grace != nil {
 			st.InGrace++

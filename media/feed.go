@@ -33,7 +33,7 @@ type feed struct {
 // retransmissions decoded and forwarded, padding-only RTX (bandwidth probes) dropped, and packets of no known
 // track dropped.
 type feedCounters struct {
-	rtx, padding, unknown atomic.Uint64
+	rtx, padding, unknown, redundant atomic.Uint64
 
 	log     *slog.Logger // nil: no log
 	lastLog atomic.Int64 // when the last drop was logged (Unix ns)
@@ -80,6 +80,7 @@ type feedTrack struct {
 	lastTS   uint32
 	lastWall int64
 	started  bool
+	seen     [seenWindow / 64]uint64 // which of the latest seenWindow sequence numbers arrived (markMedia)
 
 	// The current session's RTX (RFC 4588): its payload type (noPT: none), the ID of the
 	// repaired-rtp-stream-id extension that tells a simulcast layer's RTX stream on its first packets, and the
@@ -281,6 +282,34 @@ func (k *feedSink) track(h *rtp.Header) *feedTrack {
 	return nil
 }
 
+// seenWindow is how many of a track's latest sequence numbers the feed remembers as received (feedTrack.seen).
+const seenWindow = 512
+
+// markMedia records media packet seq (our numbering) as received, forgetting the numbers skipped over (lost);
+// reader goroutine. It runs before lastSeq moves to seq.
+func (t *feedTrack) markMedia(seq uint16) {
+	d := seq - t.lastSeq
+	switch {
+	case !t.started || d > seenWindow && d < 0x8000:
+		t.seen = [seenWindow / 64]uint64{}
+	case d > 0 && d < 0x8000:
+		for s := t.lastSeq + 1; s != seq; s++ {
+			t.seen[s%seenWindow/64] &^= 1 << (s % 64)
+		}
+	}
+	t.mark(seq)
+}
+
+func (t *feedTrack) mark(seq uint16) { t.seen[seq%seenWindow/64] |= 1 << (seq % 64) }
+
+// received reports whether seq (our numbering) arrived already, or is too old (or too new) to be told.
+func (t *feedTrack) received(seq uint16) bool {
+	if back := t.lastSeq - seq; back >= seenWindow {
+		return true
+	}
+	return t.seen[seq%seenWindow/64]&(1<<(seq%64)) != 0
+}
+
 // rtxTrack finds the feed track an RTX packet repairs: by its RTX payload type for a plain track, and for the
 // layers of a simulcast track by the RTX SSRC learned from the repaired-rtp-stream-id extension of the layer's
 // first RTX packets. rtx reports whether the payload type is any track's RTX one.
@@ -430,7 +459,17 @@ func (k *feedSink) HandleRTP(p *packet.Buffer) {
 	binary.BigEndian.PutUint16(b[2:4], h.SequenceNumber)
 	binary.BigEndian.PutUint32(b[4:8], h.Timestamp)
 	binary.BigEndian.PutUint32(b[8:12], h.SSRC)
-	if !repaired { // a late copy: the numbering continues after the newest packet
+	if repaired {
+		if t.received(h.SequenceNumber) {
+			// A copy of a packet we have, or one too late to matter: Chrome probes with RTX copies of recent
+			// packets. Forwarded, it would count twice in the layer's rate and cost the players.
+			k.f.ctr.rtx.Add(^uint64(0))
+			k.f.ctr.redundant.Add(1)
+			return
+		}
+		t.mark(h.SequenceNumber)
+	} else { // a late copy does not move the numbering on: it continues after the newest packet
+		t.markMedia(h.SequenceNumber)
 		t.lastSeq, t.lastTS, t.lastWall, t.started = h.SequenceNumber, h.Timestamp, now, true
 	}
 	k.f.stream.HandleRTP(p)

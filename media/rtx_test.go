@@ -201,11 +201,17 @@ func TestFeedRTXAfterTakeover(t *testing.T) {
 	if c := f.ctr; c.rtx.Load() != 0 || c.unknown.Load() != 1 {
 		t.Fatalf("RTX before the new session's media: rtx %d unknown %d, want 0 1", c.rtx.Load(), c.unknown.Load())
 	}
-	handle(k, rtxPacket(t, 0x4444, 96, 5, 3000, rtxVP8Key, 0, nil)) // the new session's media
-	handle(k, rtxPacket(t, 0x5555, 97, 2, 3000, rtxOf(4, rtxVP8Delta), 0, nil))
-	if c := f.ctr; c.rtx.Load() != 1 || tr.awaiting.Load() || tr.lastSeq != 1001 {
-		t.Fatalf("RTX after the new session's media: rtx %d awaiting %v last seq %d (want 1001)", c.rtx.Load(),
+	handle(k, rtxPacket(t, 0x4444, 96, 5, 3000, rtxVP8Key, 0, nil)) // the new session's media (5 lost before 7)
+	handle(k, rtxPacket(t, 0x4444, 96, 7, 9000, rtxVP8Delta, 0, nil))
+	handle(k, rtxPacket(t, 0x5555, 97, 2, 6000, rtxOf(6, rtxVP8Delta), 0, nil))
+	if c := f.ctr; c.rtx.Load() != 1 || tr.awaiting.Load() || tr.lastSeq != 1003 {
+		t.Fatalf("RTX after the new session's media: rtx %d awaiting %v last seq %d (want 1003)", c.rtx.Load(),
 			tr.awaiting.Load(), tr.lastSeq)
+	}
+	// A copy of a packet that arrived (Chrome probes with those) is dropped, counted.
+	handle(k, rtxPacket(t, 0x5555, 97, 3, 9000, rtxOf(7, rtxVP8Delta), 0, nil))
+	if c := f.ctr; c.rtx.Load() != 1 || c.redundant.Load() != 1 {
+		t.Fatalf("RTX of a received packet: rtx %d redundant %d, want 1 1", c.rtx.Load(), c.redundant.Load())
 	}
 }
 
@@ -223,19 +229,20 @@ func TestFeedRTXSimulcast(t *testing.T) {
 	handle(k, rtxPacket(t, 0x10, 96, 500, 9000, rtxVP8Key, 0, map[uint8]string{ridID: "q"}))
 	handle(k, rtxPacket(t, 0x20, 96, 800, 9000, rtxVP8Key, 0, map[uint8]string{ridID: "h"}))
 	handle(k, rtxPacket(t, 0x20, 96, 802, 15000, rtxVP8Delta, 0, nil))
+	handle(k, rtxPacket(t, 0x20, 96, 804, 21000, rtxVP8Delta, 0, nil))
 	handle(k, rtxPacket(t, 0x11, 97, 1, 9000, rtxOf(499, rtxVP8Delta), 0, nil))                          // no layer claimed 0x11 yet
 	handle(k, rtxPacket(t, 0x21, 97, 1, 12000, rtxOf(801, rtxVP8Delta), 0, map[uint8]string{rrID: "h"})) // learns 0x21 = h
-	handle(k, rtxPacket(t, 0x21, 97, 2, 15000, rtxOf(802, rtxVP8Delta), 0, nil))                         // known now
+	handle(k, rtxPacket(t, 0x21, 97, 2, 18000, rtxOf(803, rtxVP8Delta), 0, nil))                         // known now
 	handle(k, rtxPacket(t, 0x12, 97, 1, 15000, nil, 100, nil))                                           // a probe of no known layer
 
 	if c := f.ctr; c.rtx.Load() != 2 || c.padding.Load() != 1 || c.unknown.Load() != 1 {
 		t.Errorf("counters: rtx %d padding %d unknown %d, want 2 1 1", c.rtx.Load(), c.padding.Load(), c.unknown.Load())
 	}
-	if q, h := f.tracks[0], f.tracks[1]; q.rtxSSRC.Load() != 0 || h.rtxSSRC.Load() != 0x21 || h.lastSeq != 802 {
+	if q, h := f.tracks[0], f.tracks[1]; q.rtxSSRC.Load() != 0 || h.rtxSSRC.Load() != 0x21 || h.lastSeq != 804 {
 		t.Errorf("rtx ssrc q %#x h %#x, h last seq %d", q.rtxSSRC.Load(), h.rtxSSRC.Load(), h.lastSeq)
 	}
 	ss := st.Stats()
-	if len(ss.Tracks) != 2 || ss.Tracks[0].Packets != 1 || ss.Tracks[1].Packets != 4 || ss.UnknownPackets != 0 {
+	if len(ss.Tracks) != 2 || ss.Tracks[0].Packets != 1 || ss.Tracks[1].Packets != 5 || ss.UnknownPackets != 0 {
 		t.Errorf("forwarder: %+v", ss)
 	}
 }

@@ -238,7 +238,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "serverId": serverID, "socket": sock.Stats(), "signaling": sig.Stats(),
 			"directory": directoryHealth(dir),
 			"media": map[string]any{"takeovers": ms.Takeovers, "inGrace": ms.InGrace, "rtxReceived": ms.RTXReceived,
-				"paddingReceived": ms.PaddingReceived, "unknownDropped": ms.UnknownDropped},
+				"paddingReceived": ms.PaddingReceived, "unknownDropped": ms.UnknownDropped, "rtxRedundant": ms.RTXRedundant},
 			"whip": whipH.Stats(),
 			"edge": map[string]any{"pullsStarted": es.PullsStarted, "pullsEnded": es.PullsEnded, "active": es.Active}})
 	})
