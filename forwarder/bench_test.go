@@ -68,7 +68,18 @@ func BenchmarkFanoutSimulcast(b *testing.B) {
 	}
 }
 
-func benchFanout(b *testing.B, n int, simulcast bool) {
+// BenchmarkFanoutLayerSelect is BenchmarkFanoutSimulcast without the lower layers' packets: only the layer
+// the players are on is sent, so that the difference from BenchmarkFanout is the players' cost of layer
+// selection (the layer check, VP8 picture ID continuity), not the ingest of more packets.
+func BenchmarkFanoutLayerSelect(b *testing.B) {
+	for _, n := range []int{1, 10, 100, 1000} {
+		b.Run(fmt.Sprint("subs=", n), func(b *testing.B) { benchFanoutLayers(b, n, true, false) })
+	}
+}
+
+func benchFanout(b *testing.B, n int, simulcast bool) { benchFanoutLayers(b, n, simulcast, simulcast) }
+
+func benchFanoutLayers(b *testing.B, n int, simulcast, lower bool) {
 	r := NewRegistry(nil)
 	tracks := pubTracks(true)[1:]
 	if simulcast {
@@ -139,7 +150,7 @@ func benchFanout(b *testing.B, n int, simulcast bool) {
 	var ops int
 	for b.Loop() {
 		send(top, false)
-		if ops++; simulcast && ops%4 == 0 {
+		if ops++; lower && ops%4 == 0 {
 			send(0, false)
 			send(1, false)
 		}
