@@ -16,21 +16,21 @@ const (
 )
 
 const (
-	// ringSize is how many sent packets are remembered: at 1,000 packets a
-	// second (10 Mbit/s), half a second, beyond a feedback interval (50–100 ms)
-	// plus an RTT. It is most of an estimator's memory (about 18 KB in all),
-	// which every player has.
-	ringSize = 512
+	// ringSize is how many sent packets are remembered: at 500 packets a
+	// second (5 Mbit/s), half a second, beyond a feedback interval (50–100 ms)
+	// plus an RTT. It is most of an estimator's memory (about 9 KB in all),
+	// which every player with feedback has.
+	ringSize = 256
 
 	// rateWindowNs is the arrival-time window of the acked receive rate.
 	rateWindowNs = 1_000_000_000
 	// minRateSpanNs is the span the window must cover before its rate is
 	// trusted: a few packets say nothing about a rate.
 	minRateSpanNs = 100_000_000
-	// rateQueue bounds the packets in the rate window (1 s at 5 Mbit/s of
+	// rateQueue bounds the packets in the rate window (1 s at 2.5 Mbit/s of
 	// 1200-byte packets); when full the oldest is dropped and the span shrinks,
 	// which keeps the rate right.
-	rateQueue = 512
+	rateQueue = 256
 
 	// burstNs groups packets sent within 5 ms of a group's first one.
 	burstNs = 5_000_000

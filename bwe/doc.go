@@ -4,7 +4,7 @@
 //
 // # Send history
 //
-// Sent stores the send time and size of every packet in a fixed ring of 512
+// Sent stores the send time and size of every packet in a fixed ring of 256
 // slots indexed by the transport-wide sequence number. It runs once per packet
 // per player, so it takes no lock and allocates nothing: the single writer
 // invalidates a slot, writes the send time and then publishes the sequence

@@ -61,10 +61,12 @@ type Player struct {
 
 	id         atomic.Pointer[string] // SetID: the owner's name for the player (a media session ID)
 	maxBitrate atomic.Int64           // SetMaxBitrate, 0 = none
-	est        *bwe.Estimator         // the send-side estimate of the path to the player; nil without transport-wide numbering
-	twcc       bool                   // the player negotiated transport-cc: est is fed by its feedback, not its reports
-	rembs      atomic.Uint64
-	feedbacks  atomic.Uint64
+	// est is the send-side estimate of the path to the player, made at its first feedback (transport-cc, REMB or
+	// a receiver report): a player that never gives any costs no estimator memory (about 9 KB).
+	est       atomic.Pointer[bwe.Estimator]
+	twcc      bool // the player negotiated transport-cc: est is fed by its feedback, not its reports
+	rembs     atomic.Uint64
+	feedbacks atomic.Uint64
 }
 
 // SetID names the player (its media session ID) in PlayerStats.ID and Stream.PlayerStats.
@@ -74,11 +76,23 @@ func (p *Player) SetID(id string) { p.id.Store(&id) }
 // takes effect at the next selection (within 250 ms), at the next keyframe of the new layer.
 func (p *Player) SetMaxBitrate(bps int64) { p.maxBitrate.Store(max(bps, 0)) }
 
+// estimator returns the player's estimator, making it at the first call; RTCP goroutine.
+func (p *Player) estimator() *bwe.Estimator {
+	if est := p.est.Load(); est != nil {
+		return est
+	}
+	est := bwe.New(bwe.Config{Initial: initialEstimate})
+	if !p.est.CompareAndSwap(nil, est) {
+		return p.est.Load()
+	}
+	return est
+}
+
 // budget is what the player's video may use, bits/s: its estimate, capped by SetMaxBitrate; -1 = unknown.
 func (p *Player) budget() int64 {
-	b := int64(-1)
-	if p.est != nil {
-		b = p.est.Estimate()
+	b := int64(initialEstimate)
+	if est := p.est.Load(); est != nil {
+		b = est.Estimate()
 	}
 	if c := p.maxBitrate.Load(); c > 0 && (b < 0 || c < b) {
 		b = c
@@ -241,14 +255,12 @@ func (p *Player) HandleRTCP(plain []byte) {
 			p.handleRR(r.Reports)
 		case *rtcp.TransportLayerCC:
 			p.feedbacks.Add(1)
-			if p.est != nil && p.twcc {
-				p.est.Feedback(r, p.st.mono())
+			if p.twcc {
+				p.estimator().Feedback(r, p.st.mono())
 			}
 		case *rtcp.ReceiverEstimatedMaximumBitrate:
 			p.rembs.Add(1)
-			if p.est != nil {
-				p.est.REMB(uint64(r.Bitrate), p.st.mono())
-			}
+			p.estimator().REMB(uint64(r.Bitrate), p.st.mono())
 		}
 	}
 }
@@ -327,8 +339,8 @@ func (p *Player) handleRR(reports []rtcp.ReceptionReport) {
 			}
 		}
 		dt.rr.Store(info)
-		if p.est != nil && !p.twcc {
-			p.est.ReceiverReport(r.FractionLost, now64(now))
+		if !p.twcc {
+			p.estimator().ReceiverReport(r.FractionLost, now64(now))
 		}
 	}
 	p.stats.rrs.Add(1)
@@ -382,8 +394,10 @@ func (p *Player) Stats() PlayerStats {
 		Retransmits: p.stats.retransmits.Load(), RTXSent: p.stats.rtxSent.Load(), PLIs: p.stats.plis.Load(), FIRs: p.stats.firs.Load(),
 		ReceiverReports: p.stats.rrs.Load(), WriteErrors: p.stats.writeErrors.Load(), BadRTCP: p.stats.badRTCP.Load(),
 	}
-	if p.est != nil {
-		s.Estimator = p.est.Stats()
+	if est := p.est.Load(); est != nil {
+		s.Estimator = est.Stats()
+	} else {
+		s.Estimator.Estimate = initialEstimate
 	}
 	if id := p.id.Load(); id != nil {
 		s.ID = *id

@@ -32,8 +32,8 @@ func (st *Stream) sendREMB() {
 	st.mu.Lock()
 	var ests []int64
 	for _, p := range st.players {
-		if p.est != nil && (p.feedbacks.Load() > 0 || p.rembs.Load() > 0 || p.stats.rrs.Load() > 0) {
-			ests = append(ests, p.est.Estimate())
+		if est := p.est.Load(); est != nil {
+			ests = append(ests, est.Estimate())
 		}
 	}
 	st.mu.Unlock()

@@ -13,7 +13,6 @@ import (
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
-	"github.com/rtcrelay/rtcrelay/bwe"
 	"github.com/rtcrelay/rtcrelay/packet"
 	"github.com/rtcrelay/rtcrelay/sdp"
 )
@@ -460,7 +459,6 @@ func (st *Stream) Subscribe(out Downstream, tracks []sdp.Track) (*Player, error)
 	for _, dt := range p.dts {
 		p.twcc = p.twcc || dt.rw.twccID != 0
 	}
-	p.est = bwe.New(bwe.Config{Initial: initialEstimate})
 	p.ctx, p.cancel = context.WithCancelCause(st.ctx)
 	p.w = st.pickWriter()
 	p.w.nplayers++

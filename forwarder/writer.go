@@ -259,12 +259,12 @@ func (w *writer) send(dt *downTrack, p *packet.Buffer, src []byte, l layout, now
 		pl.stats.writeErrors.Add(1)
 		return false
 	}
-	if dt.rw.twccID != 0 && pl.est != nil {
+	if est := pl.est.Load(); est != nil && dt.rw.twccID != 0 {
 		at := now
 		if retransmit {
 			at = w.st.mono() // now is the original's arrival
 		}
-		pl.est.Sent(s.twseq, n+srtpOverhead, at)
+		est.Sent(s.twseq, n+srtpOverhead, at)
 	}
 	dt.packets.Add(1)
 	dt.octets.Add(uint64(l.payloadEnd - l.payload))
