@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/rtcrelay/rtcrelay/relay"
 )
 
 // throttle is a UDP proxy on loopback between a browser and the server's media port that can limit the
@@ -377,4 +379,73 @@ func simMetrics(t testing.TB, srv *Server, name string) simView {
 func num(v any) float64 {
 	f, _ := v.(float64)
 	return f
+}
+
+// TestSimulcastRelay: Chromium publishes three simulcast layers over WHIP to A; A pushes the stream to B
+// (REST /pull/push), C pulls it from B (REST /pull/pull). Every hop carries all three layers (B's and C's
+// /stream/find metrics list them with their RIDs), and a Chromium player at C gets the top layer.
+func TestSimulcastRelay(t *testing.T) {
+	requireBrowser(t)
+	a, b, c := relayServer(t, "A"), relayServer(t, "B"), relayServer(t, "C")
+	br := startRelayBrowserWith(t, map[string]any{"extraArgs": []string{
+		"--force-fieldtrials=WebRTC-LegacySimulcastLayerLimit/Disabled/"}})
+	br.do(map[string]any{"do": "goto", "page": "pub", "url": a.HTTP + "/"})
+	r := br.do(map[string]any{"do": "eval", "page": "pub", "expr": strings.ReplaceAll(whipPublishJS, "URL", a.HTTP+"/whip/sim")})
+	if !strings.Contains(string(r), `"simulcast":true`) {
+		t.Fatalf("WHIP publish: %s (want a simulcast answer)", r)
+	}
+	layers := func(srv *Server) int { // the layers that carry media
+		n := 0
+		for _, r := range simMetrics(t, srv, "sim").rate {
+			if r > 0 {
+				n++
+			}
+		}
+		return n
+	}
+	waitLayers := func(srv *Server, what string) {
+		t.Helper()
+		deadline := time.Now().Add(relayUp)
+		for layers(srv) < 3 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d simulcast layers of sim within %v, want 3: %s", what, layers(srv), relayUp, simMetrics(t, srv, "sim").digest)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		t.Logf("%s: %s", what, simMetrics(t, srv, "sim").digest)
+	}
+	// The relays start at once, before the layers' first packets reach A (and so B): each hop learns the
+	// layers' SSRCs from their RIDs and asks for their keyframes when it does.
+	relayCall(t, a, "push", relaySpec{URI: b.WS, LocalStreamName: "sim", RemoteStreamName: "sim"}, 200)
+	relayEstablished(t, a, "sim", relay.DirectionPush, b.WS)
+	relayCall(t, c, "pull", relaySpec{URI: b.WS, LocalStreamName: "sim", RemoteStreamName: "sim"}, 200)
+	relayEstablished(t, c, "sim", relay.DirectionPull, b.WS)
+	waitLayers(a, "A (the publisher's server)")
+	waitLayers(b, "B (pushed to by A)")
+	waitLayers(c, "C (pulled from B)")
+
+	br.do(map[string]any{"do": "goto", "page": "P", "url": c.HTTP + "/"})
+	js := strings.ReplaceAll(whepPlayJS, "URL", c.HTTP+"/whep/sim")
+	js = strings.ReplaceAll(js, "FROM", "0")
+	var res struct{ Location string }
+	if err := json.Unmarshal(br.do(map[string]any{"do": "eval", "page": "P", "expr": js}), &res); err != nil || res.Location == "" {
+		t.Fatalf("WHEP play at C: %v %+v", err, res)
+	}
+	p := &videoSeries{page: "P"}
+	deadline := time.Now().Add(40 * time.Second)
+	for !p.steady(640, 1000) {
+		if time.Now().After(deadline) {
+			t.Fatalf("C's player not on the top layer (640 px) within 40 s: width %d; C: %s", p.width(), simMetrics(t, c, "sim").digest)
+		}
+		time.Sleep(250 * time.Millisecond)
+		p.poll(t, br)
+	}
+	n0, t0 := p.samples[len(p.samples)-1][1], p.now()
+	time.Sleep(2 * time.Second)
+	p.poll(t, br)
+	n1, t1 := p.samples[len(p.samples)-1][1], p.now()
+	if n1-n0 < 20 {
+		t.Errorf("C's player decoded %d frames in %d ms on the top layer, want at least 20", n1-n0, t1-t0)
+	}
+	t.Logf("C's player: 640 px, %d frames decoded in %d ms; C: %s", n1-n0, t1-t0, simMetrics(t, c, "sim").digest)
 }

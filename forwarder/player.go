@@ -115,7 +115,7 @@ type downTrack struct {
 	rtxSeq  uint16 // the next RTX sequence number
 
 	seqMap  atomic.Uint32 // 1<<16 | seqOff once started: maps a player's NACK back to the publisher's numbers
-	waiting atomic.Bool   // counted in t.waiting
+	waiting atomic.Bool   // counted in t.waiting unless sim
 	packets atomic.Uint64 // sent, for sender reports
 	octets  atomic.Uint64
 	lastSR  atomic.Uint64 // LSR value of the last SR sent << 32 | when, in 1/65536 s
@@ -178,7 +178,7 @@ func (dt *downTrack) start(pubSeq uint16) {
 	dt.seqOff = dt.initSeq - pubSeq
 	dt.lastPub = pubSeq - 1
 	dt.seqMap.Store(1<<16 | uint32(dt.seqOff))
-	if dt.waiting.CompareAndSwap(true, false) {
+	if dt.waiting.CompareAndSwap(true, false) && dt.sim == nil {
 		dt.t.waiting.Add(-1)
 	}
 }

@@ -269,3 +269,49 @@ func TestREMBCap(t *testing.T) {
 		_ = players
 	})
 }
+
+// TestRelayPassthroughSubscribedEarly: a relay subscribes to a simulcast stream before any packet of its layers
+// arrived (a pull right after the publisher's offer): each layer's keyframe is asked for once the layer's SSRC
+// is learned, and each layer reaches the relay on an SSRC of its own, stamped with the relay's RID.
+func TestRelayPassthroughSubscribedEarly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := NewRegistry(nil)
+		up := &fakeUp{}
+		st, err := r.Publish("s", simTracks(), up)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		tracks := playTracks(0)
+		tracks[1].RIDs = []string{"r0", "r1", "r2"}
+		tracks[1].Extensions = append(tracks[1].Extensions, sdp.Extension{ID: 13, URI: extRTPStreamID})
+		d := &fakeDown{}
+		if _, err := st.Subscribe(d, tracks); err != nil {
+			t.Fatal(err)
+		}
+		sf := &simFeeder{f: &feeder{tb: t, st: st}}
+		sf.frame = 1                               // start after a keyframe: only a requested one (or the next periodic one, 30 frames on) helps
+		sf.run(tickInterval + 50*time.Millisecond) // the layers are learned, then the stream's tick asks
+		for i := range simRIDs {
+			if n := up.count(func(p rtcp.Packet) bool {
+				pli, ok := p.(*rtcp.PictureLossIndication)
+				return ok && pli.MediaSSRC == simSSRC+uint32(i)
+			}); n == 0 {
+				t.Errorf("no PLI for layer %s (SSRC %#x) after it was learned", simRIDs[i], simSSRC+i)
+			}
+		}
+		sf.run(100 * time.Millisecond) // the periodic keyframe (frame 30) would start every layer anyway
+		seen := map[uint32]string{}
+		for _, pk := range d.packets() {
+			if pk.PayloadType != 50 {
+				continue
+			}
+			if rid := pk.GetExtension(13); rid != nil {
+				seen[pk.SSRC] = string(rid)
+			}
+		}
+		if len(seen) != 3 {
+			t.Errorf("the relay got layers %v, want three SSRCs stamped r0, r1, r2", seen)
+		}
+	})
+}

@@ -373,7 +373,9 @@ func (st *Stream) run() {
 		}
 		ticks++
 		for _, t := range st.tracks {
-			if t.video && !t.layer && t.waiting.Load() > 0 {
+			// Plain players and relays' layer passthroughs; the request is sent once the track is known (a
+			// layer's SSRC is learned from its first packets), so a relay that subscribed early gets its keyframe.
+			if t.video && t.waiting.Load() > 0 {
 				st.requestKeyframe(t)
 			}
 		}
@@ -466,7 +468,9 @@ func (st *Stream) Subscribe(out Downstream, tracks []sdp.Track) (*Player, error)
 	for _, dt := range p.dts {
 		if dt.t.video {
 			dt.waiting.Store(true)
-			dt.t.waiting.Add(1)
+			if dt.sim == nil { // a simulcast player's keyframes are asked for by its layer selection
+				dt.t.waiting.Add(1)
+			}
 			if dt.sim != nil {
 				st.initialLayer(dt)
 				video = append(video, dt.target())
@@ -536,7 +540,7 @@ func (st *Stream) removePlayer(p *Player) {
 	p.w.nplayers--
 	defer st.refreshFans()
 	for _, dt := range p.dts {
-		if dt.waiting.CompareAndSwap(true, false) {
+		if dt.waiting.CompareAndSwap(true, false) && dt.sim == nil {
 			dt.t.waiting.Add(-1)
 		}
 		for _, t := range dt.tracks() {

@@ -54,7 +54,8 @@ type track struct {
 	// fan is the snapshot of writers that serve at least one player of this track (copy-on-write under the
 	// stream's mutex).
 	fan atomic.Pointer[[]*writer]
-	// waiting counts players of this track that wait for a keyframe.
+	// waiting counts the players of this track that wait for a keyframe (not simulcast players: their layer
+	// selection asks for their keyframes; a relay's passthrough of a layer is counted).
 	waiting atomic.Int32
 
 	media mediaStats

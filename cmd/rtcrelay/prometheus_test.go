@@ -239,3 +239,34 @@ func TestMetricsFormatNegotiation(t *testing.T) {
 		}
 	}
 }
+
+// A simulcast stream: VIDEO_LAYERS lists every layer in the publisher's order and VIDEO_* describe the top
+// layer (the highest bitrate), not the first.
+func TestMetricsSimulcastTopLayer(t *testing.T) {
+	s := testStream("s", 1, 1187440).Stats
+	video := s.Tracks[1]
+	s.Tracks = s.Tracks[:1]
+	for _, l := range []struct {
+		rid  string
+		rate uint64
+		w    uint16
+	}{{"q", 150_000, 160}, {"f", 1_200_000, 640}, {"h", 450_000, 320}} {
+		v := video
+		v.RID, v.Bitrate, v.Width, v.Height = l.rid, l.rate, l.w, l.w*9/16
+		s.Tracks = append(s.Tracks, v)
+	}
+	m := wcsMetrics(s)
+	if m["VIDEO_RATE"] != uint64(1_200_000) || m["VIDEO_WIDTH"] != uint16(640) {
+		t.Errorf("VIDEO_RATE %v VIDEO_WIDTH %v, want the top layer's 1200000 and 640", m["VIDEO_RATE"], m["VIDEO_WIDTH"])
+	}
+	ls, _ := m["VIDEO_LAYERS"].([]map[string]any)
+	if len(ls) != 3 || ls[0]["RID"] != "q" || ls[1]["RID"] != "f" || ls[2]["RID"] != "h" || ls[2]["WIDTH"] != uint16(320) {
+		t.Errorf("VIDEO_LAYERS %v", ls)
+	}
+	if m["AUDIO_RATE"] != uint64(32000) {
+		t.Errorf("AUDIO_RATE %v", m["AUDIO_RATE"])
+	}
+	if _, ok := wcsMetrics(testStream("p", 1, 1).Stats)["VIDEO_LAYERS"]; ok {
+		t.Errorf("VIDEO_LAYERS on a plain stream")
+	}
+}

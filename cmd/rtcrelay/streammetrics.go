@@ -75,13 +75,21 @@ func wcsMetrics(s forwarder.StreamStats) map[string]any {
 	if layers != nil {
 		m["VIDEO_LAYERS"] = layers // ours: the simulcast layers, in the publisher's order
 	}
-	for _, t := range s.Tracks {
+	// The first track of each kind describes it, as WCS streams have one of each; of a simulcast stream's
+	// layers, the top one (the highest bitrate: what an unconstrained player gets).
+	top := -1
+	for i, t := range s.Tracks {
+		if t.RID != "" && (top < 0 || t.Bitrate > s.Tracks[top].Bitrate) {
+			top = i
+		}
+	}
+	for i, t := range s.Tracks {
 		p := "AUDIO_"
 		if t.Kind == "video" {
 			p = "VIDEO_"
 		}
-		if seen[p] {
-			continue // the first track of each kind, as WCS streams have one of each
+		if seen[p] || (p == "VIDEO_" && top >= 0 && i != top) {
+			continue
 		}
 		seen[p] = true
 		m[p+"RATE"] = t.Bitrate
