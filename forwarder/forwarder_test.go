@@ -448,3 +448,30 @@ func TestSubscribeNoMatchingTrack(t *testing.T) {
 		st.Close()
 	})
 }
+
+// TestWriterCap: a stream runs about √players writers, at most the registry's bound.
+func TestWriterCap(t *testing.T) {
+	if n := DefaultMaxWriters(); n < 8 || n > 64 {
+		t.Fatalf("DefaultMaxWriters() = %d, want within 8..64", n)
+	}
+	for _, tc := range []struct{ cap, players, want int }{{0, 16, 4}, {2, 16, 2}, {16, 1000, 16}} {
+		r := NewRegistry(nil)
+		r.SetMaxWriters(tc.cap)
+		st, err := r.Publish("s", pubTracks(true), &fakeUp{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range tc.players {
+			if _, err := st.Subscribe(&fakeDown{}, playTracks(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st.mu.Lock()
+		got := len(st.writers)
+		st.mu.Unlock()
+		if got != tc.want {
+			t.Errorf("cap %d, %d players: %d writers, want %d", tc.cap, tc.players, got, tc.want)
+		}
+		st.Close()
+	}
+}

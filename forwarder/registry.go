@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -14,9 +15,10 @@ const shardCount = 16 // a power of two
 // Registry maps stream names to published streams. It is sharded by name: each shard is a mutex and a map,
 // used only on the control path.
 type Registry struct {
-	log    *slog.Logger
-	epoch  time.Time
-	shards [shardCount]shard
+	log        *slog.Logger
+	epoch      time.Time
+	shards     [shardCount]shard
+	maxWriters atomic.Int32 // 0: DefaultMaxWriters()
 }
 
 type shard struct {
@@ -34,6 +36,19 @@ func NewRegistry(log *slog.Logger) *Registry {
 		r.shards[i].m = make(map[string]*Stream)
 	}
 	return r
+}
+
+// SetMaxWriters bounds the writer goroutines of each stream published from now on (a stream runs about √players
+// of them); n ≤ 0 restores DefaultMaxWriters(). Each writer owns a send batch (SocketConfig.SendBatchBytes).
+func (r *Registry) SetMaxWriters(n int) {
+	r.maxWriters.Store(int32(max(n, 0)))
+}
+
+func (r *Registry) writerCap() int {
+	if n := r.maxWriters.Load(); n > 0 {
+		return int(n)
+	}
+	return DefaultMaxWriters()
 }
 
 func (r *Registry) shard(name string) *shard {

@@ -9,6 +9,12 @@ const BatchSlotSize = packet.Size + 128
 // DefaultSendBatch is the number of datagrams a Batch queues before it sends them with one sendmmsg.
 const DefaultSendBatch = 64
 
+// DefaultSendBatchBytes is the size of a Batch's slab (SocketConfig.SendBatchBytes): about 13 of the 1.2 kB
+// video packets browsers send, or 64 audio packets. Forwarding to 100 or 1000 players cost the same CPU per
+// packet with 16, 32 and 64 kB slabs and 64 fixed slots (109 kB), within the noise of three runs (bench/forward
+// BenchmarkForwardSlab); the slab is most of a writer's memory.
+const DefaultSendBatchBytes = 16 << 10
+
 // maxGSOSegments bounds the datagrams coalesced into one UDP_SEGMENT message (the kernel's limit is 64 on
 // older kernels, 128 on newer), and maxGSOBytes their total size.
 const (

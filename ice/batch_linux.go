@@ -14,13 +14,19 @@ import (
 // flushing allocate nothing. A Batch belongs to one goroutine; several may send on one socket at once.
 //
 // The producer writes a datagram into Buf(), then calls Queue with its length and destination. Queue flushes
-// when every slot is used; the owner calls Flush when it has nothing more to send right now.
+// when every slot is used or the slab has no room for another datagram of BatchSlotSize; the owner calls Flush
+// when it has nothing more to send right now.
+//
+// The datagrams are packed one after the other into one slab of SocketConfig.SendBatchBytes (not one
+// BatchSlotSize slot each): a batch's memory is what one sendmmsg carries, about 1.2 kB per video datagram.
 type Batch struct {
 	s    *Socket
 	max  int
 	gso  bool
 	v6   bool
-	bufs [][]byte
+	slab []byte
+	off  int   // where the next datagram goes in slab
+	offs []int // per slot, its datagram's offset in slab
 
 	msgs  []unix.Mmsghdr
 	iovs  []unix.Iovec
@@ -46,11 +52,12 @@ var cmsgSpace = unix.CmsgSpace(2)
 func (s *Socket) NewBatch() *Batch {
 	n := s.sendBatch
 	b := &Batch{s: s, max: n, gso: s.gso && n > 1, v6: s.v6}
-	b.bufs = make([][]byte, n)
-	backing := make([]byte, n*BatchSlotSize)
-	for i := range b.bufs {
-		b.bufs[i] = backing[i*BatchSlotSize : i*BatchSlotSize : (i+1)*BatchSlotSize]
+	size := BatchSlotSize
+	if n > 1 {
+		size = max(s.sendBatchBytes, BatchSlotSize)
 	}
+	b.slab = make([]byte, size)
+	b.offs = make([]int, n)
 	b.msgs = make([]unix.Mmsghdr, n)
 	b.iovs = make([]unix.Iovec, n)
 	b.names = make([]unix.RawSockaddrInet6, n)
@@ -68,18 +75,20 @@ func (s *Socket) NewBatch() *Batch {
 }
 
 // Buf is the slot for the next datagram: length 0, capacity BatchSlotSize.
-func (b *Batch) Buf() []byte { return b.bufs[b.slots][:0] }
+func (b *Batch) Buf() []byte { return b.slab[b.off:b.off:min(b.off+BatchSlotSize, len(b.slab))] }
 
 // Queue queues the first n bytes of Buf() for to; it flushes when the batch is full. The error is that of a
 // flush (the datagrams are then dropped and counted).
 func (b *Batch) Queue(n int, to netip.AddrPort) error {
 	if b.max <= 1 {
-		return b.s.WriteTo(b.bufs[0][:n], to)
+		return b.s.WriteTo(b.slab[:n], to)
 	}
 	i := b.slots
-	b.iovs[i].Base = &b.bufs[i][:1][0]
+	b.offs[i] = b.off
+	b.iovs[i].Base = &b.slab[b.off]
 	b.iovs[i].SetLen(n)
 	b.slots++
+	b.off += (n + 7) &^ 7 // the next datagram 8-byte aligned
 	if m := b.nmsg - 1; b.gso && m >= 0 && !b.s.gsoOff.Load() && !b.closed && b.to[m] == to && n <= b.segSize &&
 		b.segs[m] < maxGSOSegments && b.msgBytes+n <= maxGSOBytes {
 		b.segs[m]++
@@ -106,7 +115,7 @@ func (b *Batch) Queue(n int, to netip.AddrPort) error {
 		h.Control = nil
 		h.SetControllen(0)
 	}
-	if b.slots == b.max {
+	if b.slots == b.max || b.off+BatchSlotSize > len(b.slab) {
 		return b.Flush()
 	}
 	return nil
@@ -160,7 +169,7 @@ func (b *Batch) Flush() error {
 			first = b.errno
 		}
 	}
-	b.slots, b.nmsg = 0, 0
+	b.slots, b.nmsg, b.off = 0, 0, 0
 	return first
 }
 
@@ -201,6 +210,6 @@ func (b *Batch) gsoFailed(m int) {
 	b.s.c.gsoFailures.Add(1)
 	b.gso = false
 	for i := b.first[m]; i < b.first[m]+b.segs[m]; i++ {
-		_ = b.s.WriteTo(b.bufs[i][:b.iovs[i].Len], b.to[m])
+		_ = b.s.WriteTo(b.slab[b.offs[i]:b.offs[i]+int(b.iovs[i].Len)], b.to[m])
 	}
 }

@@ -15,10 +15,14 @@ func TestBatch(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		batch int
+		bytes int // the slab; 0: the default
 		noGSO bool
-	}{{"sendto", 1, true}, {"sendmmsg", 8, true}, {"gso", 8, false}} {
+	}{{"sendto", 1, 0, true}, {"sendmmsg", 8, 0, true}, {"gso", 8, 0, false},
+		// A slab with room for three datagrams of BatchSlotSize: it flushes by bytes before the slots run out.
+		{"small-slab", 64, 3 * BatchSlotSize, true}, {"small-slab-gso", 64, 3 * BatchSlotSize, false}} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := Listen(SocketConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"), SendBatch: tc.batch, NoGSO: tc.noGSO})
+			s, err := Listen(SocketConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"), SendBatch: tc.batch,
+				SendBatchBytes: tc.bytes, NoGSO: tc.noGSO})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -79,6 +83,9 @@ func TestBatch(t *testing.T) {
 			}
 			if tc.name == "gso" && st.GSOMessages == 0 && st.GSOFailures == 0 {
 				t.Fatal("GSO coalesced nothing")
+			}
+			if tc.bytes != 0 && st.Syscalls < 4 {
+				t.Fatalf("%d sendmmsg calls for %d datagrams in a %d-byte slab: it did not flush by bytes", st.Syscalls, st.Sent, tc.bytes)
 			}
 			t.Logf("%+v", st.BatchStats)
 		})

@@ -42,6 +42,9 @@ type SocketConfig struct {
 	// SendBatch is how many datagrams a Batch (the forwarder's send path) queues before one sendmmsg; 0 means
 	// DefaultSendBatch, 1 sends each datagram with its own sendto.
 	SendBatch int
+	// SendBatchBytes is the size of a Batch's slab, into which its datagrams are packed; 0 means
+	// DefaultSendBatchBytes. A Batch flushes when it has no room for another datagram of BatchSlotSize.
+	SendBatchBytes int
 	// NoGSO stops a Batch from coalescing equal-size datagrams to one remote into one UDP_SEGMENT message.
 	NoGSO bool
 	// RecvBatch is how many datagrams Serve reads per recvmmsg (Linux); 0 means DefaultRecvBatch, 1 reads one
@@ -115,12 +118,13 @@ type Socket struct {
 	ufrags map[string]*Agent
 	txIDs  map[[12]byte]*Agent // outstanding binding requests of controlling/full agents
 
-	raw       syscall.RawConn
-	v6        bool // an AF_INET6 socket: batches write sockaddr_in6
-	sendBatch int
-	recvBatch int
-	gso       bool
-	gsoOff    atomic.Bool // the kernel refused GSO once
+	raw            syscall.RawConn
+	v6             bool // an AF_INET6 socket: batches write sockaddr_in6
+	sendBatch      int
+	sendBatchBytes int
+	recvBatch      int
+	gso            bool
+	gsoOff         atomic.Bool // the kernel refused GSO once
 
 	c       counters
 	lastLog atomic.Int64 // unix nanos of the last drop log
@@ -184,6 +188,10 @@ func Listen(cfg SocketConfig) (*Socket, error) {
 	s.sendBatch = cfg.SendBatch
 	if s.sendBatch <= 0 {
 		s.sendBatch = DefaultSendBatch
+	}
+	s.sendBatchBytes = cfg.SendBatchBytes
+	if s.sendBatchBytes <= 0 {
+		s.sendBatchBytes = DefaultSendBatchBytes
 	}
 	s.recvBatch = cfg.RecvBatch
 	if s.recvBatch <= 0 {

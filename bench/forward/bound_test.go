@@ -78,7 +78,7 @@ func (k *ingestSink) HandleSRTP(p *packet.Buffer, _ netip.AddrPort) {
 
 func runBoundIngest(b *testing.B) {
 	fl := newFlow(1)
-	sock := listen(b, 0, false)
+	sock := listen(b, 0, 0, false)
 	pub := newPublisher(b, sock.LocalAddr())
 	pk, ps := key(0)
 	k := &ingestSink{fl: fl}
@@ -129,7 +129,7 @@ func (bl *blaster) flush() {
 func runBoundKernel(b *testing.B, subs int) {
 	fl := newFlow(subs)
 	rxs := receivers(b, subs, fl)
-	sock := listen(b, 0, false)
+	sock := listen(b, 0, 0, false)
 	pub := newPublisher(b, sock.LocalAddr())
 	pkt, err := pub.enc.EncryptRTP(append(make([]byte, 0, ice.BatchSlotSize), pub.packet()...), &pub.hdr)
 	if err != nil {

@@ -31,9 +31,9 @@ func receivers(b *testing.B, subs int, fl *flow) []*receiver {
 	return rxs
 }
 
-func listen(b *testing.B, batch int, noGSO bool) *ice.Socket {
+func listen(b *testing.B, batch, slab int, noGSO bool) *ice.Socket {
 	sock, err := ice.Listen(ice.SocketConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"),
-		ReadBuffer: sockBuf, WriteBuffer: sockBuf, SendBatch: batch, NoGSO: noGSO})
+		ReadBuffer: sockBuf, WriteBuffer: sockBuf, SendBatch: batch, SendBatchBytes: slab, NoGSO: noGSO})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -45,9 +45,15 @@ func listen(b *testing.B, batch int, noGSO bool) *ice.Socket {
 // stores and fans out, writers rewrite, encrypt in the players' sessions and send (batch 0 and noGSO false are
 // the socket's defaults).
 func runForwarder(b *testing.B, subs, batch int, noGSO bool) {
+	runForwarderSlab(b, subs, batch, 0, 0, noGSO)
+}
+
+// runForwarderSlab is runForwarder with a batch slab of slab bytes (0: the socket's default) and at most
+// writers writer goroutines (0: the default).
+func runForwarderSlab(b *testing.B, subs, batch, slab, writers int, noGSO bool) {
 	fl := newFlow(subs)
 	rxs := receivers(b, subs, fl)
-	sock := listen(b, batch, noGSO)
+	sock := listen(b, batch, slab, noGSO)
 	pub := newPublisher(b, sock.LocalAddr())
 	cfg := session.Config{Socket: sock}
 	var st *forwarder.Stream
@@ -62,7 +68,9 @@ func runForwarder(b *testing.B, subs, batch int, noGSO bool) {
 			b.Fatal(err)
 		}
 		sessions = append(sessions, ps0)
-		st, err = forwarder.NewRegistry(nil).Publish("bench",
+		reg := forwarder.NewRegistry(nil)
+		reg.SetMaxWriters(writers)
+		st, err = reg.Publish("bench",
 			[]forwarder.TrackInfo{{Kind: sdp.KindVideo, Codec: vp8, Extensions: exts, SSRC: pubSSRC}}, ps0)
 		if err != nil {
 			b.Fatal(err)
@@ -108,6 +116,24 @@ func BenchmarkForwardSend(b *testing.B) {
 			b.Run("sendto", func(b *testing.B) { runForwarder(b, n, 1, true) })
 			b.Run("sendmmsg", func(b *testing.B) { runForwarder(b, n, ice.DefaultSendBatch, true) })
 			b.Run("gso", func(b *testing.B) { runForwarder(b, n, ice.DefaultSendBatch, false) })
+		})
+	}
+}
+
+// BenchmarkForwardSlab is the forwarder with batch slabs of several sizes and writer caps side by side: 64
+// slots of BatchSlotSize (what a batch held before datagrams were packed), then 64, 32 and 16 kB, with √N
+// writers (up to the default cap) and with at most 8 and 16.
+func BenchmarkForwardSlab(b *testing.B) {
+	for _, n := range subCounts {
+		b.Run(subName(n), func(b *testing.B) {
+			for _, writers := range []int{0, 16, 8} {
+				if writers != 0 && n < writers*writers {
+					continue // √N is under the cap: the same as the default
+				}
+				for _, slab := range []int{ice.DefaultSendBatch * ice.BatchSlotSize, 64 << 10, 32 << 10, 16 << 10} {
+					b.Run(fmt.Sprintf("w%d/%dkB", writers, slab>>10), func(b *testing.B) { runForwarderSlab(b, n, 0, slab, writers, false) })
+				}
+			}
 		})
 	}
 }

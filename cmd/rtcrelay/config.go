@@ -38,6 +38,8 @@ type Config struct {
 	DTLSCert     string
 	DTLSKey      string
 	SendBatch    int
+	SendBytes    int // a send batch's slab
+	MaxWriters   int
 	NoGSO        bool
 	ICETimeout   time.Duration
 	DTLSTimeout  time.Duration
@@ -119,6 +121,8 @@ func (c *Config) flagSet() *flag.FlagSet {
 	fs.StringVar(&c.DTLSCert, "dtls-cert", "", "PEM certificate for DTLS (default: a fresh ECDSA P-256 one per start)")
 	fs.StringVar(&c.DTLSKey, "dtls-key", "", "PEM private key for DTLS")
 	fs.IntVar(&c.SendBatch, "send-batch", 0, "datagrams per sendmmsg on the forwarding path (0: the default 64; 1: one sendto each)")
+	fs.IntVar(&c.SendBytes, "send-batch-bytes", 0, "bytes of a send batch's slab, into which its datagrams are packed (0: the default 16384)")
+	fs.IntVar(&c.MaxWriters, "max-writers", 0, "most writer goroutines per stream (about √players run; 0: the default, 8 per CPU within 8..64)")
 	fs.BoolVar(&c.NoGSO, "no-gso", false, "do not coalesce a player's equal-size packets into one UDP GSO send")
 	fs.DurationVar(&c.ICETimeout, "ice-timeout", 10*time.Second, "deadline for ICE to connect")
 	fs.DurationVar(&c.DTLSTimeout, "dtls-timeout", 10*time.Second, "deadline for the DTLS handshake")
@@ -379,8 +383,8 @@ func (c *Config) Validate() error {
 	if (c.DTLSCert == "") != (c.DTLSKey == "") {
 		errs = append(errs, errors.New("dtls-cert and dtls-key go together"))
 	}
-	if c.SendBatch < 0 {
-		errs = append(errs, errors.New("send-batch must not be negative"))
+	if c.SendBatch < 0 || c.SendBytes < 0 || c.MaxWriters < 0 {
+		errs = append(errs, errors.New("send-batch, send-batch-bytes and max-writers must not be negative"))
 	}
 	if c.ICETimeout <= 0 || c.DTLSTimeout <= 0 {
 		errs = append(errs, errors.New("ice-timeout and dtls-timeout must be positive"))

@@ -63,9 +63,10 @@ type metricsSource struct {
 }
 
 // metricsHandler serves GET /metrics: the Prometheus text format (0.0.4) by default, the JSON document
-// (processMetrics) with ?format=json or "Accept: application/json". With ?gc=1 it first runs a garbage
-// collection (at most once per gcInterval), so that heapLiveBytes is exact at the moment of the query (the load
-// test's memory per player).
+// (processMetrics) with ?format=json or "Accept: application/json". With ?gc=1 it first runs two garbage
+// collections (at most once per gcInterval), so that heapLiveBytes is exact at the moment of the query (the load
+// test's memory per player): the second frees what the first left in sync.Pool's victim caches (free packet
+// buffers, which belong to no stream or player).
 func metricsHandler(src metricsSource) http.HandlerFunc {
 	started := time.Now()
 	var gcMu sync.Mutex
@@ -74,6 +75,7 @@ func metricsHandler(src metricsSource) http.HandlerFunc {
 		if r.URL.Query().Get("gc") == "1" {
 			gcMu.Lock()
 			if time.Since(lastGC) >= gcInterval {
+				runtime.GC()
 				runtime.GC()
 				lastGC = time.Now()
 			}

@@ -74,14 +74,15 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		}
 	}
 	sock, err := ice.Listen(ice.SocketConfig{
-		Addr:         netip.AddrPortFrom(bind, uint16(cfg.MediaPort)),
-		Advertise:    advertise,
-		AcceptRemote: accept,
-		ReadBuffer:   4 << 20,
-		WriteBuffer:  4 << 20,
-		SendBatch:    cfg.SendBatch,
-		NoGSO:        cfg.NoGSO,
-		Logger:       log.With("component", "media-socket"),
+		Addr:           netip.AddrPortFrom(bind, uint16(cfg.MediaPort)),
+		Advertise:      advertise,
+		AcceptRemote:   accept,
+		ReadBuffer:     4 << 20,
+		WriteBuffer:    4 << 20,
+		SendBatch:      cfg.SendBatch,
+		SendBatchBytes: cfg.SendBytes,
+		NoGSO:          cfg.NoGSO,
+		Logger:         log.With("component", "media-socket"),
 	})
 	if err != nil {
 		return fmt.Errorf("media socket: %w", err)
@@ -132,6 +133,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		OnStream:       reg.onStream,
 		Logger:         log.With("component", "media"),
 	})
+	engine.Registry().SetMaxWriters(cfg.MaxWriters)
 	var roots *x509.CertPool
 	if cfg.AgentCA != "" {
 		pem, err := os.ReadFile(cfg.AgentCA)
