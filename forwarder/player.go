@@ -178,6 +178,13 @@ func (dt *downTrack) start(pubSeq uint16) {
 	dt.seqOff = dt.initSeq - pubSeq
 	dt.lastPub = pubSeq - 1
 	dt.seqMap.Store(1<<16 | uint32(dt.seqOff))
+	dt.stopWaiting()
+}
+
+// stopWaiting ends dt's wait for a first keyframe. Plain players and relays' layer passthroughs are counted in
+// their track's waiting (the stream's tick asks for keyframes for them); simulcast players are not (their layer
+// selection asks).
+func (dt *downTrack) stopWaiting() {
 	if dt.waiting.CompareAndSwap(true, false) && dt.sim == nil {
 		dt.t.waiting.Add(-1)
 	}

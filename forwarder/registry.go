@@ -38,8 +38,8 @@ func NewRegistry(log *slog.Logger) *Registry {
 	return r
 }
 
-// SetMaxWriters bounds the writer goroutines of each stream published from now on (a stream runs about √players
-// of them); n ≤ 0 restores DefaultMaxWriters(). Each writer owns a send batch (SocketConfig.SendBatchBytes).
+// SetMaxWriters bounds the writer goroutines of every stream (a stream runs about √players of them; the bound is
+// read when a player is added); n ≤ 0 restores DefaultMaxWriters(). Each writer owns a send batch (SocketConfig.SendBatchBytes).
 func (r *Registry) SetMaxWriters(n int) {
 	r.maxWriters.Store(int32(max(n, 0)))
 }

@@ -472,14 +472,12 @@ func (st *Stream) Subscribe(out Downstream, tracks []sdp.Track) (*Player, error)
 	var video []*track
 	for _, dt := range p.dts {
 		if dt.t.video {
-			dt.waiting.Store(true)
-			if dt.sim == nil { // a simulcast player's keyframes are asked for by its layer selection
-				dt.t.waiting.Add(1)
-			}
+			dt.waiting.Store(true) // ended by stopWaiting
 			if dt.sim != nil {
 				st.initialLayer(dt)
 				video = append(video, dt.target())
 			} else {
+				dt.t.waiting.Add(1)
 				video = append(video, dt.t)
 			}
 		}
@@ -545,9 +543,7 @@ func (st *Stream) removePlayer(p *Player) {
 	p.w.nplayers--
 	defer st.refreshFans()
 	for _, dt := range p.dts {
-		if dt.waiting.CompareAndSwap(true, false) && dt.sim == nil {
-			dt.t.waiting.Add(-1)
-		}
+		dt.stopWaiting()
 		for _, t := range dt.tracks() {
 			old := p.w.dts[t.idx].Load()
 			if old == nil {

@@ -25,8 +25,7 @@ type Batch struct {
 	gso  bool
 	v6   bool
 	slab []byte
-	off  int   // where the next datagram goes in slab
-	offs []int // per slot, its datagram's offset in slab
+	off  int // where the next datagram goes in slab
 
 	msgs  []unix.Mmsghdr
 	iovs  []unix.Iovec
@@ -57,7 +56,6 @@ func (s *Socket) NewBatch() *Batch {
 		size = max(s.sendBatchBytes, BatchSlotSize)
 	}
 	b.slab = make([]byte, size)
-	b.offs = make([]int, n)
 	b.msgs = make([]unix.Mmsghdr, n)
 	b.iovs = make([]unix.Iovec, n)
 	b.names = make([]unix.RawSockaddrInet6, n)
@@ -75,7 +73,7 @@ func (s *Socket) NewBatch() *Batch {
 }
 
 // Buf is the slot for the next datagram: length 0, capacity BatchSlotSize.
-func (b *Batch) Buf() []byte { return b.slab[b.off:b.off:min(b.off+BatchSlotSize, len(b.slab))] }
+func (b *Batch) Buf() []byte { return b.slab[b.off : b.off : b.off+BatchSlotSize] } // Queue flushes before it runs out
 
 // Queue queues the first n bytes of Buf() for to; it flushes when the batch is full. The error is that of a
 // flush (the datagrams are then dropped and counted).
@@ -84,7 +82,6 @@ func (b *Batch) Queue(n int, to netip.AddrPort) error {
 		return b.s.WriteTo(b.slab[:n], to)
 	}
 	i := b.slots
-	b.offs[i] = b.off
 	b.iovs[i].Base = &b.slab[b.off]
 	b.iovs[i].SetLen(n)
 	b.slots++
@@ -210,6 +207,6 @@ func (b *Batch) gsoFailed(m int) {
 	b.s.c.gsoFailures.Add(1)
 	b.gso = false
 	for i := b.first[m]; i < b.first[m]+b.segs[m]; i++ {
-		_ = b.s.WriteTo(b.slab[b.offs[i]:b.offs[i]+int(b.iovs[i].Len)], b.to[m])
+		_ = b.s.WriteTo(unsafe.Slice(b.iovs[i].Base, b.iovs[i].Len), b.to[m])
 	}
 }
