@@ -157,8 +157,12 @@ func summary() {
 	aes, okA := results["BenchmarkBound/aesgcm"]
 	ing, okI := results["BenchmarkBound/ingest"]
 	fmt.Printf("\nfan-out summary: forwarded packets per CPU-second, %s\n", basis)
-	if okA && okI && !*srvCPU {
-		fmt.Printf("bound_ns(N) = kernel(N) + aesgcm %.0f ns + ingest %.0f ns / N\n", aes.cpuPerFwd, ing.cpuPerFwd)
+	bounded := okA && okI && *srvCPU && ing.serverCPUPerFwd > 0
+	if bounded {
+		fmt.Printf("bound_ns(N) = kernel(N) + aesgcm %.0f ns + ingest %.0f ns / N (server CPU)\n",
+			aes.serverCPUPerFwd, ing.serverCPUPerFwd)
+	} else if okA && okI {
+		fmt.Println("no bound without -srvcpu (sums of whole-process figures count the receivers and the scheduler once per term)")
 	}
 	fmt.Printf("%-5s %10s %10s %10s %10s %10s | %9s %8s %9s\n",
 		"subs", "forwarder", "kernel-ns", "bound-ns", "bound", "pion", "% bound", "×pion", "allocs/op")
@@ -170,9 +174,9 @@ func summary() {
 		fwd := f.perCoreSecond()
 		fmt.Printf("%-5d %10.0f", n, fwd)
 		pct := "-"
-		if k, ok := results["BenchmarkBound/kernel/"+subName(n)]; ok && okA && okI && !*srvCPU {
-			bound := k.cpuPerFwd + aes.cpuPerFwd + ing.cpuPerFwd/float64(n)
-			fmt.Printf(" %10.0f %10.0f %10.0f", k.cpuPerFwd, bound, 1e9/bound)
+		if k, ok := results["BenchmarkBound/kernel/"+subName(n)]; ok && bounded && k.serverCPUPerFwd > 0 {
+			bound := k.serverCPUPerFwd + aes.serverCPUPerFwd + ing.serverCPUPerFwd/float64(n)
+			fmt.Printf(" %10.0f %10.0f %10.0f", k.serverCPUPerFwd, bound, 1e9/bound)
 			pct = fmt.Sprintf("%.0f%%", 100*fwd*bound/1e9)
 		} else {
 			fmt.Printf(" %10s %10s %10s", "-", "-", "-")

@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -130,24 +133,36 @@ func listenUDP(tb testing.TB) *net.UDPConn {
 
 // receiver counts datagrams with recvmmsg into prebuilt buffers (no allocation, no decryption).
 type receiver struct {
-	conn *net.UDPConn
-	raw  syscall.RawConn
-	msgs []unix.Mmsghdr
-	iovs []unix.Iovec
-	bufs []byte
-	fn   func(fd uintptr) bool
-	got  int
-	fl   *flow
+	conn  *net.UDPConn
+	raw   syscall.RawConn
+	msgs  []unix.Mmsghdr
+	iovs  []unix.Iovec
+	bufs  []byte
+	fn    func(fd uintptr) bool
+	got   int
+	fl    *flow
+	ap    netip.AddrPort
+	fd    int            // an idle receiver's socket (conn and raw are nil)
+	each  func(p []byte) // if not nil, called with each datagram read
+	batch int            // datagrams per recvmmsg, up to rxBatch
 }
 
 const rxBatch = 64
 
 func newReceiver(tb testing.TB, fl *flow) *receiver {
-	r := &receiver{conn: listenUDP(tb), fl: fl}
+	r := &receiver{conn: listenUDP(tb)}
+	r.init(fl)
 	var err error
 	if r.raw, err = r.conn.SyscallConn(); err != nil {
 		tb.Fatal(err)
 	}
+	r.ap = r.conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	go r.run()
+	return r
+}
+
+func (r *receiver) init(fl *flow) {
+	r.fl, r.batch = fl, rxBatch
 	r.msgs = make([]unix.Mmsghdr, rxBatch)
 	r.iovs = make([]unix.Iovec, rxBatch)
 	r.bufs = make([]byte, rxBatch*2048)
@@ -158,20 +173,63 @@ func newReceiver(tb testing.TB, fl *flow) *receiver {
 		r.msgs[i].Hdr.SetIovlen(1)
 	}
 	r.fn = func(fd uintptr) bool {
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.msgs[0])), rxBatch, unix.MSG_DONTWAIT, 0, 0)
+		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.msgs[0])), uintptr(r.batch), unix.MSG_DONTWAIT, 0, 0)
 		if e == unix.EAGAIN {
 			return false
 		}
 		if e == 0 {
 			r.got = int(n)
+			if r.each != nil {
+				for i := range r.got {
+					r.each(r.bufs[i*2048:][:r.msgs[i].Len])
+				}
+			}
 		}
 		return true
 	}
-	go r.run()
+}
+
+// newIdleReceiver is a receiver that reads only when its owner calls drain. Its socket is a bare descriptor,
+// outside the runtime's netpoller, so that a datagram arriving while nobody reads costs the sender no wake-up.
+func newIdleReceiver(tb testing.TB, fl *flow) *receiver {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { unix.Close(fd) })
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, sockBuf)
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		tb.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r := &receiver{fd: fd, ap: netip.AddrPortFrom(netip.AddrFrom4(sa.(*unix.SockaddrInet4).Addr), uint16(sa.(*unix.SockaddrInet4).Port))}
+	r.init(fl)
 	return r
 }
 
-func (r *receiver) addr() netip.AddrPort { return r.conn.LocalAddr().(*net.UDPAddr).AddrPort() }
+// drain reads an idle receiver until n datagrams arrived or none came for 200 ms, and returns how many did.
+func (r *receiver) drain(n int) int {
+	got, since := 0, time.Now()
+	for got < n {
+		r.got = 0
+		if !r.fn(uintptr(r.fd)) { // nothing queued yet: the rest is still on its way
+			if time.Since(since) > 200*time.Millisecond {
+				break
+			}
+			time.Sleep(20 * time.Microsecond)
+			continue
+		}
+		got += r.got
+		since = time.Now()
+	}
+	r.fl.received(int64(got))
+	return got
+}
+
+func (r *receiver) addr() netip.AddrPort { return r.ap }
 
 func (r *receiver) run() {
 	for {
@@ -298,12 +356,7 @@ func measureWith(b *testing.B, subs int, pub func(), fl *flow, flush func()) res
 	var ms0, ms1 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&ms0)
-	var prof *bytes.Buffer
-	profiling := false
-	if *srvCPU {
-		prof, profiling = startProfile()
-	}
-	cpu0 := cpuTime()
+	cpu0, irq0 := cpuTime(), softirqTime()
 	start := time.Now()
 	sent := int64(0)
 	b.ResetTimer()
@@ -319,11 +372,8 @@ func measureWith(b *testing.B, subs int, pub func(), fl *flow, flush func()) res
 	lost := fl.drain(sent * int64(subs))
 	elapsed := time.Since(start)
 	cpu := cpuTime() - cpu0
+	irq := softirqTime() - irq0
 	b.StopTimer()
-	serverShare := 0.0
-	if profiling {
-		serverShare = stopProfile(prof)
-	}
 	runtime.ReadMemStats(&ms1)
 	fwd := fl.recv.Load()
 	if fwd == 0 {
@@ -335,7 +385,10 @@ func measureWith(b *testing.B, subs int, pub func(), fl *flow, flush func()) res
 		cpuPerFwd:    float64(cpu.Nanoseconds()) / float64(fwd),
 		allocsPerFwd: float64(ms1.Mallocs-ms0.Mallocs) / float64(fwd),
 	}
-	r.serverCPUPerFwd = r.cpuPerFwd * serverShare
+	profiling := false
+	if *srvCPU {
+		r.serverCPUPerFwd, profiling = profiledPhase(b, subs, sent, pub, fl, flush)
+	}
 	b.ReportMetric(float64(fwd)/elapsed.Seconds(), "fwd/s")
 	b.ReportMetric(r.nsPerFwd, "ns/fwd")
 	b.ReportMetric(r.cpuPerFwd, "cpu-ns/fwd")
@@ -343,13 +396,57 @@ func measureWith(b *testing.B, subs int, pub func(), fl *flow, flush func()) res
 		b.ReportMetric(r.serverCPUPerFwd, "srv-cpu-ns/fwd")
 	}
 	b.ReportMetric(r.allocsPerFwd, "allocs/fwd")
+	b.ReportMetric(float64(irq.Nanoseconds())/float64(fwd), "softirq-ns/fwd")
 	b.ReportMetric(float64(lost)/float64(sent*int64(subs))*100, "loss%")
 	results[b.Name()] = r
 	return r
 }
 
-var srvCPU = flag.Bool("srvcpu", false, "profile during each measurement to report the server's share of the CPU "+
-	"(srv-cpu-ns/fwd, used by the summary); the profiler's own allocations then show in allocs/fwd")
+// profiledPhase sends as many packets again as the measured loop did, with the CPU profiler on, and returns the
+// server's CPU per forwarded packet: the process CPU of the phase × the share of its samples in goroutines
+// labelled role=server. The measured loop runs without the profiler, whose own allocations would show in
+// allocs/fwd.
+func profiledPhase(b *testing.B, subs int, sent int64, pub func(), fl *flow, flush func()) (float64, bool) {
+	prof, ok := startProfile()
+	if !ok {
+		return 0, false
+	}
+	recv0, cpu0 := fl.recv.Load(), cpuTime()
+	for i := range sent {
+		fl.admit((sent + i + 1) * int64(subs))
+		pub()
+	}
+	if flush != nil {
+		flush()
+	}
+	fl.drain(2 * sent * int64(subs))
+	cpu := cpuTime() - cpu0
+	share := stopProfile(prof)
+	fwd := fl.recv.Load() - recv0
+	if fwd == 0 {
+		b.Fatal("nothing forwarded while profiling")
+	}
+	return float64(cpu.Nanoseconds()) / float64(fwd) * share, true
+}
+
+var srvCPU = flag.Bool("srvcpu", false, "after each measurement, send as many packets again with the CPU profiler "+
+	"on, to report the server's share of the CPU (srv-cpu-ns/fwd, used by the summary and the bound)")
+
+// softirqTime is the machine's time in softirqs (/proc/stat), where loopback delivers a sent datagram to its
+// receiving socket and which no process is charged for; 0 where unknown.
+func softirqTime() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0
+	}
+	v, _ := strconv.ParseInt(f[7], 10, 64)
+	return time.Duration(v) * 10 * time.Millisecond // USER_HZ = 100
+}
 
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
