@@ -334,6 +334,9 @@ func (e *Engine) runPlayer(w *wait, s *session.Session, st *forwarder.Stream, tr
 		w.Close(classify(err))
 		return
 	}
+	for _, t := range tracks {
+		s.PrimeSend(t.SSRC, t.RTXSSRC)
+	}
 	p, err := st.Subscribe(s, tracks)
 	if err != nil {
 		w.setReady(classify(err))

@@ -529,6 +529,21 @@ type twccRecv struct {
 	rec   *twcc.Recorder
 }
 
+// PrimeSend makes the SRTP state of the SSRCs the session is about to send RTP with (0s are skipped), so that a
+// player's memory is allocated at its setup, not at its first packet. It must be called after Start and before
+// anything sends RTP on the session (before it is subscribed); it does nothing before the keys are agreed.
+func (s *Session) PrimeSend(ssrcs ...uint32) {
+	k := s.keys.Load()
+	if k == nil {
+		return
+	}
+	for _, ssrc := range ssrcs {
+		if ssrc != 0 {
+			k.rtpEnc.Prime(ssrc)
+		}
+	}
+}
+
 // EnableTWCC makes the session record the transport-wide sequence numbers of the RTP it receives (header
 // extension extID, as negotiated) and send transport-cc feedback with senderSSRC to the remote every
 // Config.TWCCInterval while packets arrive. Before or after Start; later calls are ignored, as is extID 0.

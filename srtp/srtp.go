@@ -161,6 +161,11 @@ func NewPairFromKeys(profile uint16, localKey, localSalt, remoteKey, remoteSalt 
 	return rtpEnc, rtcpEnc, dec, nil
 }
 
+// Prime makes the state of an SSRC this context will send now, as its first packet would (rollover counter 0),
+// so that what a session costs is allocated when it is set up rather than at its first packet. Like every
+// method, it must not run concurrently with the context's owner.
+func (e *Encrypter) Prime(ssrc uint32) { e.ctx.SetROC(ssrc, 0) }
+
 // EncryptRTP protects the RTP packet in buf in place and returns
 // buf[:len(buf)+RTPOverhead()]. cap(buf) must leave room for the tag
 // (ErrShortBuffer otherwise; nothing is allocated). h, if not nil, receives

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -426,4 +427,60 @@ func TestPairEncryptersConcurrent(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPrime: an encrypter primed with an SSRC before its first packet sends exactly what an unprimed one sends,
+// from any first sequence number, and across the rollover; the priming allocates, the packets after it do not.
+func TestPrime(t *testing.T) {
+	for _, p := range profiles {
+		t.Run(p.name, func(t *testing.T) {
+			a, _ := keysFor(t, p.id, p.keyLen, p.saltLen)
+			for _, first := range []uint16{0, 1, 40000, 65534} {
+				plainEnc, _, _, err := NewPair(a)
+				if err != nil {
+					t.Fatal(err)
+				}
+				primed, _, _, err := NewPair(a)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n := mallocs(func() { primed.Prime(0x11223344) }); n == 0 {
+					t.Fatal("Prime allocated no state")
+				}
+				var wh rtp.Header // a header whose slices the first encryption grows
+				_, _ = plainEnc.EncryptRTP(rtpPacket(t, 7, 200), &wh)
+				plainEnc, _, _, _ = NewPair(a)
+				p1, p2 := rtpPacket(t, 7, 200), rtpPacket(t, 7, 200)
+				if np, nu := mallocs(func() { _, _ = primed.EncryptRTP(p1, &wh) }), mallocs(func() { _, _ = plainEnc.EncryptRTP(p2, &wh) }); np >= nu {
+					t.Fatalf("first packet: %d allocations primed, %d not (the state is made by Prime)", np, nu)
+				}
+				plainEnc, _, _, _ = NewPair(a)
+				primed, _, _, _ = NewPair(a)
+				primed.Prime(0x11223344)
+				var h rtp.Header
+				for i := range 5 {
+					seq := first + uint16(i)
+					x, err := plainEnc.EncryptRTP(rtpPacket(t, seq, 200), &h)
+					if err != nil {
+						t.Fatal(err)
+					}
+					y, err := primed.EncryptRTP(rtpPacket(t, seq, 200), &h)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !bytes.Equal(x, y) {
+						t.Fatalf("first %d, seq %d: primed output differs", first, seq)
+					}
+				}
+			}
+		})
+	}
+}
+
+func mallocs(f func()) uint64 {
+	var a, b runtime.MemStats
+	runtime.ReadMemStats(&a)
+	f()
+	runtime.ReadMemStats(&b)
+	return b.Mallocs - a.Mallocs
 }
