@@ -13,27 +13,28 @@ import (
 )
 
 // The physical bound of a forwarder on this machine, in the server's CPU ns per forwarded packet, from three
-// measurements made with the same sockets, receivers and flow control as BenchmarkForward:
+// measurements made with the same socket, packets and subscriber counts as BenchmarkForward:
 //
 //		bound_ns(N) = kernel(N) + aesgcm + ingest/N
 //
 //	  - kernel(N): BenchmarkBound/kernel/subs=N, the kernel's own cost of handing a datagram to loopback: one
 //	    ice.Socket blasts pre-built 1244-byte datagrams (no crypto, no rewrite, no copy once the slab holds
-//	    them) with sendmmsg + UDP GSO to the counting receivers, in runs of up to 16 per subscriber (the
-//	    writers' burst) as far as the in-flight window allows;
+//	    them) with sendmmsg + UDP GSO to min(N, 16) receivers, in runs of up to 16 per subscriber (the
+//	    writers' burst) as far as the forwarder's in-flight window allows, while the receivers wait (see
+//	    blaster);
 //	  - aesgcm: BenchmarkBound/aesgcm, EncryptRTP of the 1228-byte plaintext into a separate buffer (one
 //	    subscriber's encryption);
-//	  - ingest: BenchmarkBound/ingest, the publisher's packet into the server: the server's recvmmsg
-//	    (ice.Socket.Serve) and decrypt in place, shared by the N subscribers.
+//	  - ingest: BenchmarkBound/ingest, the publisher's packet into the server: full recvmmsg batches and the
+//	    decrypt in place, shared by the N subscribers (see runBoundIngest).
 //
 // Each term is the server's share of the CPU (with -srvcpu: profile samples in goroutines labelled
-// role=server, syscalls included), as the forwarder's figure is: the blaster's goroutine, the socket's reader,
+// role=server, syscalls included), as the forwarder's figure is: the blaster's goroutine, the ingest reader,
 // the encrypting loop. The receivers, the publisher and the runtime's idle spinning are not counted on either
 // side. (Sums of whole-process figures are no bound: each separate run pays the receivers' wake-ups and the
 // scheduler's spinning once more, and on 7 Dec the forwarder came out at 124–189 % of such a "bound".)
 //
 // No real forwarder can be cheaper: it must at least encrypt per subscriber, hand every datagram to the kernel
-// and take in the publisher's packet.
+// and take in the publisher's packet, and each term does its part the cheapest way.
 func BenchmarkBound(b *testing.B) {
 	b.Run("aesgcm", runBoundAES)
 	b.Run("ingest", runBoundIngest)
