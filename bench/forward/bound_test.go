@@ -130,10 +130,11 @@ type blaster struct {
 	to        []netip.AddrPort
 	rxs       []*receiver
 	pkt       []byte
-	run       int // datagrams per subscriber per batch
-	phase     int // datagrams between drains, at least
-	pending   int // datagrams per subscriber not yet sent
-	undrained int // datagrams per subscriber sent and not drained
+	run       int   // datagrams per subscriber per batch
+	phase     int   // datagrams between drains, at least
+	pending   int   // datagrams per subscriber not yet sent
+	undrained int   // datagrams per subscriber sent and not drained
+	share     []int // subscribers per receiver (subscriber i sends to receiver i%len)
 	drain     chan int
 	drained   chan struct{}
 }
@@ -179,15 +180,11 @@ func (bl *blaster) flush() {
 	}
 }
 
-// drainer reads each receiver's share of every phase (subscriber i sends to receiver i%len).
+// drainer reads each receiver's share of every phase.
 func (bl *blaster) drainer() {
 	for n := range bl.drain {
 		for i, r := range bl.rxs {
-			subs := len(bl.to) / len(bl.rxs)
-			if i < len(bl.to)%len(bl.rxs) {
-				subs++
-			}
-			r.drain(n * subs)
+			r.drain(n * bl.share[i])
 		}
 		bl.drained <- struct{}{}
 	}
@@ -195,10 +192,7 @@ func (bl *blaster) drainer() {
 
 func runBoundKernel(b *testing.B, subs int) {
 	fl := newFlow(subs)
-	rxs := make([]*receiver, min(subs, 16))
-	for i := range rxs {
-		rxs[i] = newIdleReceiver(b, fl)
-	}
+	rxs := receivers(b, subs, fl, newIdleReceiver)
 	sock := listen(b, 0, 0, false)
 	pub := newPublisher(b, sock.LocalAddr())
 	pkt, err := pub.enc.EncryptRTP(append(make([]byte, 0, ice.BatchSlotSize), pub.packet()...), &pub.hdr)
@@ -209,8 +203,10 @@ func runBoundKernel(b *testing.B, subs int) {
 	bl := &blaster{batch: sock.NewBatch(), pkt: pkt, rxs: rxs, run: max(1, min(16, int(fl.window)/subs)),
 		phase: min(window, 1024*len(rxs)), drain: make(chan int), drained: make(chan struct{})}
 	fl.window = 1 << 40 // the phases bound what is in flight
+	bl.share = make([]int, len(rxs))
 	for i := range subs {
 		bl.to = append(bl.to, rxs[i%len(rxs)].addr())
+		bl.share[i%len(rxs)]++
 	}
 	go bl.drainer()
 	defer close(bl.drain)

@@ -22,11 +22,12 @@ var (
 		{ID: extTWCC, URI: sdp.ExtTransportCC}}
 )
 
-// receivers makes min(subs, 16) counting receivers; player i sends to receivers[i%len].
-func receivers(b *testing.B, subs int, fl *flow) []*receiver {
+// receivers makes min(subs, 16) counting receivers with mk (newReceiver or newIdleReceiver); player i sends to
+// receivers[i%len].
+func receivers(b *testing.B, subs int, fl *flow, mk func(testing.TB, *flow) *receiver) []*receiver {
 	rxs := make([]*receiver, min(subs, 16))
 	for i := range rxs {
-		rxs[i] = newReceiver(b, fl)
+		rxs[i] = mk(b, fl)
 	}
 	return rxs
 }
@@ -52,7 +53,7 @@ func runForwarder(b *testing.B, subs, batch int, noGSO bool) {
 // writers writer goroutines (0: the default).
 func runForwarderSlab(b *testing.B, subs, batch, slab, writers int, noGSO bool) {
 	fl := newFlow(subs)
-	rxs := receivers(b, subs, fl)
+	rxs := receivers(b, subs, fl, newReceiver)
 	sock := listen(b, batch, slab, noGSO)
 	pub := newPublisher(b, sock.LocalAddr())
 	cfg := session.Config{Socket: sock}

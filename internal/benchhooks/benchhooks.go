@@ -1,11 +1,10 @@
 // Package benchhooks is the typed door to the benchmark- and test-only entry points of ice and session
-// (internal/hooks): sessions with pre-agreed SRTP keys bound to a remote address at once, agents without ICE,
+// (internal/hooks): sessions with pre-agreed SRTP keys bound to a remote address at once,
 // and raw access to the media socket. None of this authenticates the remote, which is why it is internal:
 // only this module's benchmarks, tools under bench/ and tests may use it.
 package benchhooks
 
 import (
-	"fmt"
 	"net/netip"
 	"syscall"
 
@@ -25,15 +24,6 @@ func NewKeyed(cfg session.Config, remote netip.AddrPort, profile uint16, localKe
 		return nil, err
 	}
 	return s.(*session.Session), nil
-}
-
-// FixedAgent is an agent without ICE whose remote is remote from the start, bound to ep at once.
-func FixedAgent(sock *ice.Socket, remote netip.AddrPort, ep ice.Endpoint) (*ice.Agent, error) {
-	a, err := hooks.FixedAgent(sock, remote, ep)
-	if err != nil {
-		return nil, fmt.Errorf("benchhooks: %w", err)
-	}
-	return a.(*ice.Agent), nil
 }
 
 // SyscallConn gives raw access to the media socket for tools that read it in their own way (benchmark bounds,
